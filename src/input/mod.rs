@@ -1,0 +1,205 @@
+//! Streaming input: CSV and JSONL records with their line numbers, one at a time.
+//!
+//! Readers never collect the file: memory stays flat whatever the input's size. A record that
+//! cannot be read (bad JSON, wrong field count, invalid UTF-8) is still a [`Record`], carrying an
+//! [`Invalid`] reason, so the run goes on; only an unreadable file is an error.
+
+mod csv;
+mod jsonl;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::vendor::Invalid;
+
+/// Input formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
+
+impl Format {
+    /// Infer from a path's extension: `.csv`, `.jsonl`, `.ndjson`.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "jsonl" | "ndjson" => Some(Format::Jsonl),
+            _ => None,
+        }
+    }
+}
+
+/// Where records come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Stdin,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Stdin => f.write_str("<stdin>"),
+        }
+    }
+}
+
+/// Everything needed to read an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputSpec {
+    pub source: Source,
+    pub format: Format,
+    /// canonical field name → column (CSV) or key (JSONL) in the file.
+    pub columns: BTreeMap<String, String>,
+    /// canonical field name → value used when a record lacks the field or leaves it empty.
+    pub defaults: BTreeMap<String, String>,
+}
+
+/// One record's fields by canonical name, values trimmed. Booleans are `"true"`/`"false"`, JSON
+/// numbers their decimal text; JSON `null` and empty strings count as absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    pub fn new() -> Self {
+        Fields(Vec::new())
+    }
+
+    /// Build from pairs (tests, the simulator's seed reader).
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let mut f = Fields::new();
+        for (k, v) in pairs {
+            f.insert(k.into(), v.into());
+        }
+        f
+    }
+
+    /// Set a field (later values for the same name win).
+    pub fn insert(&mut self, name: String, value: String) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    /// The trimmed value of `name`, or `None` when missing or empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Fill fields that are missing or empty from `defaults`.
+    pub fn apply_defaults(&mut self, defaults: &BTreeMap<String, String>) {
+        for (name, value) in defaults {
+            if self.get(name).is_none() {
+                self.insert(name.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// One input record: the 1-based line where it starts, and its fields or why it is unreadable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub line: u64,
+    pub fields: Result<Fields, Invalid>,
+}
+
+/// A problem that stops reading the input altogether.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("cannot open input {source_name}: {error}")]
+    Open {
+        source_name: String,
+        error: io::Error,
+    },
+    #[error("cannot read input {source_name} near line {line}: {error}")]
+    Read {
+        source_name: String,
+        line: u64,
+        error: io::Error,
+    },
+    #[error("input {source_name}: {message}")]
+    Header {
+        source_name: String,
+        message: String,
+    },
+}
+
+/// A stream of records.
+pub type Records = Box<dyn Iterator<Item = Result<Record, InputError>> + Send>;
+
+/// Open the input and stream its records. Column renames and defaults are applied here, so callers
+/// see canonical field names only.
+pub fn open(spec: &InputSpec) -> Result<Records, InputError> {
+    let reader: Box<dyn BufRead + Send> = match &spec.source {
+        Source::File(path) => {
+            let file = File::open(path).map_err(|error| InputError::Open {
+                source_name: path.display().to_string(),
+                error,
+            })?;
+            Box::new(BufReader::with_capacity(256 * 1024, file))
+        }
+        Source::Stdin => Box::new(BufReader::with_capacity(256 * 1024, io::stdin())),
+    };
+    open_reader(spec, reader)
+}
+
+/// Stream records from any reader (used by tests and for stdin).
+pub fn open_reader(
+    spec: &InputSpec,
+    reader: Box<dyn BufRead + Send>,
+) -> Result<Records, InputError> {
+    let source_name = spec.source.to_string();
+    match spec.format {
+        Format::Csv => csv::records(
+            reader,
+            source_name,
+            spec.columns.clone(),
+            spec.defaults.clone(),
+        ),
+        Format::Jsonl => Ok(jsonl::records(
+            reader,
+            source_name,
+            spec.columns.clone(),
+            spec.defaults.clone(),
+        )),
+    }
+}
+
+/// Invert `columns` (canonical → file name) into file name → canonical name.
+pub(crate) fn rename_map(columns: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    columns
+        .iter()
+        .map(|(canonical, file)| (file.clone(), canonical.clone()))
+        .collect()
+}
+
+/// A hash of a file's bytes, read in large blocks (checkpoint binding).
+pub fn content_hash(path: &Path) -> io::Result<u128> {
+    let mut file = File::open(path)?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.digest128())
+}

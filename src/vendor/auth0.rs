@@ -1,0 +1,671 @@
+//! Auth0 Management API v2: unlink a secondary identity from a primary user.
+//!
+//! Wire facts are in VENDORS.md: a `DELETE` on the identity with every path segment encoded as an
+//! RFC 3986 segment, a bearer token (static, or fetched with client credentials and shared), and an
+//! optional second step that deletes the standalone user the unlink leaves behind.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::Method;
+use serde::Deserialize;
+use url::Url;
+
+use super::wire::{WireAnswer, WireRequest, encode};
+use super::{
+    Adapter, Class, ConfigDoc, ConfigError, FieldDoc, Invalid, Key, Pacing, Params, Prepared,
+    VendorDoc, VendorKind, Verdict, parse_config,
+};
+use crate::input::Fields;
+
+pub const PACING: Pacing = Pacing {
+    rate: 2.0,
+    burst: 2,
+    concurrency: 4,
+};
+
+/// Lifetime assumed when the token answer names none (Auth0's default).
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
+
+/// Connection strategies Auth0 accepts as an identity's `provider`.
+pub const PROVIDERS: &[&str] = &[
+    "ad",
+    "adfs",
+    "amazon",
+    "apple",
+    "dropbox",
+    "bitbucket",
+    "aol",
+    "auth0-oidc",
+    "auth0",
+    "baidu",
+    "bitly",
+    "box",
+    "custom",
+    "daccount",
+    "dwolla",
+    "email",
+    "evernote-sandbox",
+    "evernote",
+    "exact",
+    "facebook",
+    "fitbit",
+    "flickr",
+    "github",
+    "google-apps",
+    "google-oauth2",
+    "instagram",
+    "ip",
+    "line",
+    "linkedin",
+    "miicard",
+    "oauth1",
+    "oauth2",
+    "office365",
+    "oidc",
+    "okta",
+    "paypal",
+    "paypal-sandbox",
+    "pingfederate",
+    "planningcenter",
+    "renren",
+    "salesforce-community",
+    "salesforce-sandbox",
+    "salesforce",
+    "samlp",
+    "sharepoint",
+    "shopify",
+    "shop",
+    "sms",
+    "soundcloud",
+    "thecity-sandbox",
+    "thecity",
+    "thirtysevensignals",
+    "twitter",
+    "untappd",
+    "vkontakte",
+    "waad",
+    "weibo",
+    "windowslive",
+    "wordpress",
+    "yahoo",
+    "yammer",
+    "yandex",
+];
+
+pub const DOC: VendorDoc = VendorDoc {
+    kind: VendorKind::Auth0,
+    title: "Auth0 Management API v2 (DELETE /api/v2/users/{id}/identities/{provider}/{user_id})",
+    fields: &[
+        FieldDoc {
+            name: "user_id",
+            required: true,
+            rule: "the primary user's full id, e.g. auth0|abc",
+        },
+        FieldDoc {
+            name: "provider",
+            required: true,
+            rule: "an Auth0 identity provider, e.g. google-oauth2, facebook, samlp",
+        },
+        FieldDoc {
+            name: "identity_user_id",
+            required: true,
+            rule: "the secondary identity's id, without its provider| prefix",
+        },
+        FieldDoc {
+            name: "identity",
+            required: false,
+            rule: "provider|id, instead of provider + identity_user_id",
+        },
+    ],
+    key: "{user_id}/{provider}/{identity_user_id}",
+    config: &[
+        ConfigDoc {
+            name: "domain",
+            default: "",
+            about: "tenant domain, e.g. acme.eu.auth0.com (or give base_url)",
+        },
+        ConfigDoc {
+            name: "token",
+            default: "",
+            about: "Management API token (or client_id + client_secret)",
+        },
+        ConfigDoc {
+            name: "client_id",
+            default: "",
+            about: "client credentials: application id",
+        },
+        ConfigDoc {
+            name: "client_secret",
+            default: "",
+            about: "client credentials: application secret",
+        },
+        ConfigDoc {
+            name: "audience",
+            default: "https://{domain}/api/v2/",
+            about: "client credentials: API audience",
+        },
+        ConfigDoc {
+            name: "delete_unlinked_user",
+            default: "false",
+            about: "also delete the standalone user the unlink leaves behind",
+        },
+    ],
+    read_api: true,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    domain: Option<String>,
+    token: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    audience: Option<String>,
+    #[serde(default)]
+    delete_unlinked_user: bool,
+}
+
+#[derive(Debug)]
+enum Credentials {
+    Static(String),
+    Client {
+        client_id: String,
+        client_secret: String,
+        audience: String,
+    },
+}
+
+#[derive(Debug)]
+pub struct Auth0 {
+    /// Scheme and host, no trailing slash.
+    base: String,
+    credentials: Credentials,
+    delete_unlinked_user: bool,
+}
+
+impl Auth0 {
+    pub fn from_config(
+        table: toml::Table,
+        base_url: Option<Url>,
+    ) -> Result<(Self, Url), ConfigError> {
+        let config: Config = parse_config(table)?;
+        let url = match (&base_url, &config.domain) {
+            (Some(url), _) => url.clone(),
+            (None, Some(domain)) => {
+                let domain = domain.trim().trim_end_matches('/');
+                if domain.is_empty() || domain.contains('/') || domain.contains(':') {
+                    return Err(ConfigError::new(
+                        "domain",
+                        "must be a bare host name such as acme.eu.auth0.com",
+                    ));
+                }
+                Url::parse(&format!("https://{domain}/"))
+                    .map_err(|e| ConfigError::new("domain", format!("not a host name: {e}")))?
+            }
+            (None, None) => {
+                return Err(ConfigError::new("domain", "required (or give base_url)"));
+            }
+        };
+        let base = url.as_str().trim_end_matches('/').to_string();
+        let credentials = match (config.token, config.client_id, config.client_secret) {
+            (Some(token), None, None) => {
+                if token.trim().is_empty() {
+                    return Err(ConfigError::new("token", "is empty"));
+                }
+                Credentials::Static(token.trim().to_string())
+            }
+            (None, Some(client_id), Some(client_secret)) => {
+                let audience = config.audience.unwrap_or_else(|| match &config.domain {
+                    Some(domain) => format!("https://{}/api/v2/", domain.trim()),
+                    None => format!("{base}/api/v2/"),
+                });
+                Credentials::Client {
+                    client_id,
+                    client_secret,
+                    audience,
+                }
+            }
+            (None, Some(_), None) => {
+                return Err(ConfigError::new("client_secret", "required with client_id"));
+            }
+            (None, None, Some(_)) => {
+                return Err(ConfigError::new("client_id", "required with client_secret"));
+            }
+            (None, None, None) => {
+                return Err(ConfigError::new(
+                    "token",
+                    "required (or client_id + client_secret)",
+                ));
+            }
+            (Some(_), _, _) => {
+                return Err(ConfigError::new(
+                    "token",
+                    "give either token or client_id + client_secret, not both",
+                ));
+            }
+        };
+        Ok((
+            Auth0 {
+                base,
+                credentials,
+                delete_unlinked_user: config.delete_unlinked_user,
+            },
+            url,
+        ))
+    }
+
+    fn bearer(&self, token: Option<&str>) -> String {
+        match (&self.credentials, token) {
+            (Credentials::Static(t), _) => format!("Bearer {t}"),
+            (Credentials::Client { .. }, Some(t)) => format!("Bearer {t}"),
+            // The runner always fetches a token first; an empty one makes the vendor answer 401.
+            (Credentials::Client { .. }, None) => "Bearer ".to_string(),
+        }
+    }
+
+    /// Classify what the Management API's error answers have in common.
+    fn classify_common(&self, answer: &WireAnswer, absent: &str) -> Verdict {
+        let body = answer.json();
+        let code = body
+            .get("errorCode")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let message = body
+            .get("message")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("HTTP {}: {}", answer.status, answer.text_snippet()));
+        let class = match answer.status {
+            404 => Class::Absent(format!("{absent}: {message}")),
+            400 => Class::Failed(message),
+            401 => match self.credentials {
+                Credentials::Client { .. } => Class::Reauth(format!("auth0: 401 {message}")),
+                Credentials::Static(_) => {
+                    Class::Halt(format!("auth0 refused the token (401): {message}"))
+                }
+            },
+            403 => Class::Halt(format!(
+                "auth0 refused the call (403; the token needs update:users and read:users): {message}"
+            )),
+            429 => Class::RateLimit(answer.retry_after(SystemTime::now())),
+            408 | 409 | 500..=599 => Class::Retry(format!("HTTP {}: {message}", answer.status)),
+            other => Class::Failed(format!("unexpected HTTP {other}: {message}")),
+        };
+        Verdict::new(class)
+            .code(code)
+            .request_id(request_id(answer))
+    }
+}
+
+fn request_id(answer: &WireAnswer) -> Option<String> {
+    answer
+        .header("x-auth0-requestid")
+        .map(str::to_string)
+        .or_else(|| answer.request_id_header())
+}
+
+impl Adapter for Auth0 {
+    fn prepare(&self, fields: &Fields) -> Result<Prepared, Invalid> {
+        let user_id = fields
+            .get("user_id")
+            .ok_or_else(|| Invalid::new("user_id", "is required"))?;
+        let (provider, identity_user_id) =
+            match (fields.get("provider"), fields.get("identity_user_id")) {
+                (Some(p), Some(id)) => (p, id),
+                (p, id) => match fields.get("identity") {
+                    Some(identity) => identity
+                        .split_once('|')
+                        .ok_or_else(|| Invalid::new("identity", "must be provider|id"))?,
+                    None if p.is_none() => return Err(Invalid::new("provider", "is required")),
+                    None if id.is_none() => {
+                        return Err(Invalid::new("identity_user_id", "is required"));
+                    }
+                    None => unreachable!("both present is handled above"),
+                },
+            };
+        if !PROVIDERS.contains(&provider) {
+            return Err(Invalid::new(
+                "provider",
+                format!("`{provider}` is not an Auth0 identity provider (see `unlinker vendors`)"),
+            ));
+        }
+        if identity_user_id.is_empty() {
+            return Err(Invalid::new("identity_user_id", "is required"));
+        }
+        if identity_user_id
+            .strip_prefix(provider)
+            .is_some_and(|rest| rest.starts_with('|'))
+        {
+            return Err(Invalid::new(
+                "identity_user_id",
+                format!("must be the id without its `{provider}|` prefix"),
+            ));
+        }
+        let mut params = Params::new();
+        params.set("user_id", user_id);
+        params.set("provider", provider);
+        params.set("identity_user_id", identity_user_id);
+        Ok(Prepared {
+            key: Key(format!("{user_id}/{provider}/{identity_user_id}")),
+            params,
+        })
+    }
+
+    fn steps(&self, _row: &Prepared) -> u8 {
+        if self.delete_unlinked_user { 2 } else { 1 }
+    }
+
+    fn build(&self, row: &Prepared, step: u8, token: Option<&str>) -> WireRequest {
+        let p = &row.params;
+        let url = if step == 0 {
+            format!(
+                "{}/api/v2/users/{}/identities/{}/{}",
+                self.base,
+                encode(p.get("user_id")),
+                encode(p.get("provider")),
+                encode(p.get("identity_user_id")),
+            )
+        } else {
+            let standalone = format!("{}|{}", p.get("provider"), p.get("identity_user_id"));
+            format!("{}/api/v2/users/{}", self.base, encode(&standalone))
+        };
+        WireRequest::new(Method::DELETE, url).header("Authorization", self.bearer(token))
+    }
+
+    fn classify(&self, _row: &Prepared, step: u8, answer: &WireAnswer) -> Verdict {
+        if (200..300).contains(&answer.status) {
+            return Verdict::new(Class::Unlinked).request_id(request_id(answer));
+        }
+        let absent = if step == 0 {
+            "the user or identity does not exist"
+        } else {
+            "the unlinked standalone user no longer exists"
+        };
+        self.classify_common(answer, absent)
+    }
+
+    fn read(&self, row: &Prepared, token: Option<&str>) -> Option<WireRequest> {
+        let url = format!(
+            "{}/api/v2/users/{}",
+            self.base,
+            encode(row.params.get("user_id"))
+        );
+        Some(WireRequest::new(Method::GET, url).header("Authorization", self.bearer(token)))
+    }
+
+    fn classify_read(&self, row: &Prepared, answer: &WireAnswer) -> Verdict {
+        if answer.status != 200 {
+            return self.classify_common(answer, "the user does not exist");
+        }
+        let body = answer.json();
+        let provider = row.params.get("provider");
+        let id = row.params.get("identity_user_id");
+        let linked = body
+            .get("identities")
+            .and_then(|v| v.as_array())
+            .is_some_and(|ids| {
+                ids.iter().any(|identity| {
+                    identity.get("provider").and_then(|v| v.as_str()) == Some(provider)
+                        && identity.get("user_id").is_some_and(|v| json_id(v) == id)
+                })
+            });
+        let class = if linked {
+            Class::Present
+        } else {
+            Class::Absent("the user has no such identity".into())
+        };
+        Verdict::new(class).request_id(request_id(answer))
+    }
+
+    fn token_request(&self) -> Option<WireRequest> {
+        let Credentials::Client {
+            client_id,
+            client_secret,
+            audience,
+        } = &self.credentials
+        else {
+            return None;
+        };
+        let mut req = WireRequest::new(Method::POST, format!("{}/oauth/token", self.base))
+            .field("grant_type", "client_credentials")
+            .field("client_id", client_id)
+            .field("client_secret", client_secret)
+            .field("audience", audience);
+        req.secret_fields = &["client_secret"];
+        Some(req)
+    }
+
+    fn parse_token(&self, answer: &WireAnswer) -> Result<(String, Duration), String> {
+        let body = answer.json();
+        if answer.status != 200 {
+            let why = body
+                .get("error_description")
+                .or_else(|| body.get("error"))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| answer.text_snippet());
+            return Err(format!(
+                "token endpoint answered HTTP {}: {why}",
+                answer.status
+            ));
+        }
+        let token = body
+            .get("access_token")
+            .and_then(|v| v.as_str())
+            .filter(|t| !t.is_empty())
+            .ok_or("token answer has no access_token")?;
+        let lifetime = body
+            .get("expires_in")
+            .and_then(|v| v.as_u64())
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TOKEN_LIFETIME);
+        Ok((token.to_string(), lifetime))
+    }
+}
+
+/// Identity ids may be JSON numbers; compare them as strings.
+fn json_id(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adapter(extra: &str) -> Auth0 {
+        let table: toml::Table =
+            toml::from_str(&format!("domain = \"acme.auth0.com\"\n{extra}")).unwrap();
+        Auth0::from_config(table, None).unwrap().0
+    }
+
+    fn row(a: &Auth0, user: &str, provider: &str, id: &str) -> Prepared {
+        a.prepare(&Fields::from_pairs([
+            ("user_id", user),
+            ("provider", provider),
+            ("identity_user_id", id),
+        ]))
+        .unwrap()
+    }
+
+    #[test]
+    fn builds_encoded_delete_with_bearer() {
+        let a = adapter("token = \"t0k\"");
+        let r = row(&a, "auth0|5f7c", "google-oauth2", "12 3/4");
+        assert_eq!(r.key.0, "auth0|5f7c/google-oauth2/12 3/4");
+        let req = a.build(&r, 0, None);
+        assert_eq!(req.method, Method::DELETE);
+        assert_eq!(
+            req.url,
+            "https://acme.auth0.com/api/v2/users/auth0%7C5f7c/identities/google-oauth2/12%203%2F4"
+        );
+        assert_eq!(req.header_value("authorization"), Some("Bearer t0k"));
+        assert!(!req.describe().contains("t0k"));
+        let del = a.build(&r, 1, None);
+        assert_eq!(
+            del.url,
+            "https://acme.auth0.com/api/v2/users/google-oauth2%7C12%203%2F4"
+        );
+    }
+
+    #[test]
+    fn validates_rows() {
+        let a = adapter("token = \"t\"");
+        let bad = |pairs: &[(&str, &str)]| {
+            a.prepare(&Fields::from_pairs(pairs.iter().copied()))
+                .unwrap_err()
+        };
+        assert_eq!(
+            bad(&[("provider", "github"), ("identity_user_id", "1")]).field,
+            "user_id"
+        );
+        assert_eq!(
+            bad(&[("user_id", "u"), ("identity_user_id", "1")]).field,
+            "provider"
+        );
+        assert_eq!(
+            bad(&[("user_id", "u"), ("provider", "github")]).field,
+            "identity_user_id"
+        );
+        assert_eq!(
+            bad(&[
+                ("user_id", "u"),
+                ("provider", "myspace"),
+                ("identity_user_id", "1")
+            ])
+            .field,
+            "provider"
+        );
+        assert_eq!(
+            bad(&[
+                ("user_id", "u"),
+                ("provider", "github"),
+                ("identity_user_id", "github|1")
+            ])
+            .field,
+            "identity_user_id"
+        );
+        let via_identity = a
+            .prepare(&Fields::from_pairs([
+                ("user_id", "u"),
+                ("identity", "github|9|x"),
+            ]))
+            .unwrap();
+        assert_eq!(via_identity.key.0, "u/github/9|x");
+    }
+
+    #[test]
+    fn classification_table() {
+        let a = adapter("token = \"t\"");
+        let cc = adapter("client_id = \"id\"\nclient_secret = \"s\"");
+        let r = row(&a, "auth0|1", "github", "2");
+        let class = |ad: &Auth0, status: u16, body: &str| {
+            ad.classify(&r, 0, &WireAnswer::new(status, body.to_string()))
+                .class
+        };
+        assert_eq!(class(&a, 200, "[]"), Class::Unlinked);
+        assert!(
+            matches!(class(&a, 404, r#"{"errorCode":"inexistent_user","message":"The user does not exist."}"#), Class::Absent(m) if m.contains("The user does not exist."))
+        );
+        let v = a.classify(
+            &r,
+            0,
+            &WireAnswer::new(
+                400,
+                r#"{"statusCode":400,"message":"bad id","errorCode":"invalid_uri"}"#,
+            ),
+        );
+        assert_eq!(v.class, Class::Failed("bad id".into()));
+        assert_eq!(v.vendor_code.as_deref(), Some("invalid_uri"));
+        assert!(matches!(class(&a, 401, "{}"), Class::Halt(_)));
+        assert!(matches!(class(&cc, 401, "{}"), Class::Reauth(_)));
+        assert!(matches!(
+            class(&a, 403, r#"{"errorCode":"insufficient_scope"}"#),
+            Class::Halt(_)
+        ));
+        assert!(matches!(class(&a, 408, ""), Class::Retry(_)));
+        assert!(matches!(class(&a, 409, ""), Class::Retry(_)));
+        assert!(matches!(class(&a, 503, "oops"), Class::Retry(_)));
+        let limited = a.classify(
+            &r,
+            0,
+            &WireAnswer::new(429, "").with_header("retry-after", "4"),
+        );
+        assert_eq!(
+            limited.class,
+            Class::RateLimit(Some(Duration::from_secs(4)))
+        );
+        assert_eq!(class(&a, 429, ""), Class::RateLimit(None));
+        assert!(matches!(class(&a, 418, ""), Class::Failed(_)));
+    }
+
+    #[test]
+    fn read_finds_numeric_identity_ids() {
+        let a = adapter("token = \"t\"");
+        let r = row(&a, "auth0|1", "github", "42");
+        let body = r#"{"user_id":"auth0|1","identities":[{"provider":"auth0","user_id":"1"},{"provider":"github","user_id":42}]}"#;
+        assert_eq!(
+            a.classify_read(&r, &WireAnswer::new(200, body)).class,
+            Class::Present
+        );
+        let gone = r#"{"identities":[{"provider":"auth0","user_id":"1"}]}"#;
+        assert!(matches!(
+            a.classify_read(&r, &WireAnswer::new(200, gone)).class,
+            Class::Absent(_)
+        ));
+        assert!(matches!(
+            a.classify_read(&r, &WireAnswer::new(404, "{}")).class,
+            Class::Absent(_)
+        ));
+        assert_eq!(
+            a.read(&r, None).unwrap().url,
+            "https://acme.auth0.com/api/v2/users/auth0%7C1"
+        );
+    }
+
+    #[test]
+    fn client_credentials_token() {
+        let a = adapter("client_id = \"cid\"\nclient_secret = \"csecret\"");
+        let req = a.token_request().unwrap();
+        assert_eq!(req.url, "https://acme.auth0.com/oauth/token");
+        assert_eq!(
+            req.form_value("audience"),
+            Some("https://acme.auth0.com/api/v2/")
+        );
+        assert_eq!(req.form_value("grant_type"), Some("client_credentials"));
+        assert!(!req.describe().contains("csecret"));
+        let (tok, life) = a
+            .parse_token(&WireAnswer::new(
+                200,
+                r#"{"access_token":"abc","expires_in":60}"#,
+            ))
+            .unwrap();
+        assert_eq!((tok.as_str(), life), ("abc", Duration::from_secs(60)));
+        assert!(
+            a.parse_token(&WireAnswer::new(401, r#"{"error":"access_denied"}"#))
+                .is_err()
+        );
+        assert!(adapter("token = \"t\"").token_request().is_none());
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let err = |src: &str| {
+            Auth0::from_config(toml::from_str(src).unwrap(), None)
+                .unwrap_err()
+                .key
+        };
+        assert_eq!(err("domain = \"a.test\""), "token");
+        assert_eq!(err("token = \"t\""), "domain");
+        assert_eq!(
+            err("domain = \"a.test\"\ntoken = \"t\"\ncolour = 1"),
+            "colour"
+        );
+        assert_eq!(
+            err("domain = \"a.test\"\nclient_id = \"x\""),
+            "client_secret"
+        );
+    }
+}

@@ -1,0 +1,341 @@
+//! Vendor adapters: the only code that knows a vendor's wire format.
+//!
+//! An adapter validates a row into a [`Prepared`] request, builds the HTTP call for it
+//! ([`WireRequest`]) and classifies the vendor's answer ([`Verdict`]). It never sleeps, retries or
+//! rate-limits: the runner wraps every adapter the same way (see `limit` and `runner`), so the
+//! behaviour that users rely on — pacing, retries, halting — is written once.
+//!
+//! Adding a vendor means one new file here plus one arm in [`VendorKind`]'s matches.
+
+pub(crate) mod auth0;
+pub(crate) mod fusionauth;
+pub(crate) mod gigya;
+pub(crate) mod newspark;
+pub(crate) mod wire;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use wire::{WireAnswer, WireRequest};
+
+use crate::input::Fields;
+
+/// A row's canonical key, unique per vendor (duplicates are detected on it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(pub String);
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a row is `invalid`: the field and the rule it broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: String,
+    pub rule: String,
+}
+
+impl Invalid {
+    pub fn new(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        Invalid {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.rule)
+        } else {
+            write!(f, "field `{}`: {}", self.field, self.rule)
+        }
+    }
+}
+
+/// A validated row: its key and the normalised values the adapter needs to build its calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    pub key: Key,
+    pub params: Params,
+}
+
+/// Normalised row values by canonical field name. Small (a handful of fields), so a Vec.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(Vec<(&'static str, String)>);
+
+impl Params {
+    pub fn new() -> Self {
+        Params(Vec::new())
+    }
+    pub fn set(&mut self, name: &'static str, value: impl Into<String>) {
+        let value = value.into();
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+    /// The value of `name`, or "" when absent.
+    pub fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    }
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| *n == name)
+    }
+}
+
+/// How an answer (or a transport failure) is to be handled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Class {
+    /// The vendor confirmed the change (for a step of a row: the step succeeded).
+    Unlinked,
+    /// Read calls only: the link still exists.
+    Present,
+    /// The link or user does not exist; the message says which.
+    Absent(String),
+    /// Final for the row.
+    Failed(String),
+    /// Transient: try again after a backoff (the call may or may not have taken effect).
+    Retry(String),
+    /// Pause the whole vendor for `wait` (or a backoff when `None`), then retry the row.
+    RateLimit(Option<Duration>),
+    /// Credentials expired or a signature went stale: rebuild credentials and retry once; a second
+    /// time in a row halts the run with this message.
+    Reauth(String),
+    /// Credentials, permissions or configuration are wrong: stop the run; the row stays pending.
+    Halt(String),
+}
+
+impl Class {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Class::Unlinked => "unlinked",
+            Class::Present => "present",
+            Class::Absent(_) => "absent",
+            Class::Failed(_) => "failed",
+            Class::Retry(_) => "retry",
+            Class::RateLimit(_) => "rate-limit",
+            Class::Reauth(_) => "reauth",
+            Class::Halt(_) => "halt",
+        }
+    }
+}
+
+/// An adapter's reading of one answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub class: Class,
+    /// The vendor's own error code (Auth0 `errorCode`, Gigya `errorCode`, FusionAuth error code).
+    pub vendor_code: Option<String>,
+    /// The vendor's id for the call (Gigya `callId`, a request-id header).
+    pub request_id: Option<String>,
+}
+
+impl Verdict {
+    pub fn new(class: Class) -> Self {
+        Verdict {
+            class,
+            vendor_code: None,
+            request_id: None,
+        }
+    }
+    pub fn code(mut self, code: Option<String>) -> Self {
+        self.vendor_code = code;
+        self
+    }
+    pub fn request_id(mut self, id: Option<String>) -> Self {
+        self.request_id = id;
+        self
+    }
+}
+
+/// Documentation of one row field, for `unlinker vendors` and error messages.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldDoc {
+    pub name: &'static str,
+    pub required: bool,
+    pub rule: &'static str,
+}
+
+/// Documentation of one vendor config key.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigDoc {
+    pub name: &'static str,
+    /// Default value as the user would write it, or "" when the key is required / has no default.
+    pub default: &'static str,
+    pub about: &'static str,
+}
+
+/// What `unlinker vendors` prints for one adapter.
+#[derive(Debug, Clone, Copy)]
+pub struct VendorDoc {
+    pub kind: VendorKind,
+    pub title: &'static str,
+    pub fields: &'static [FieldDoc],
+    pub key: &'static str,
+    pub config: &'static [ConfigDoc],
+    pub read_api: bool,
+}
+
+/// Per-vendor pacing defaults (VENDORS.md).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pacing {
+    pub rate: f64,
+    pub burst: u32,
+    pub concurrency: u32,
+}
+
+/// One vendor adapter. Implementations are pure: no I/O, no sleeping, no retrying.
+pub trait Adapter: Send + Sync + 'static {
+    /// Validate a row and normalise it. `Err` makes the row `invalid`.
+    fn prepare(&self, fields: &Fields) -> Result<Prepared, Invalid>;
+
+    /// How many sequential calls a row needs (Auth0 `delete_unlinked_user` = 2). Step `n + 1` is
+    /// made only when step `n` was classified [`Class::Unlinked`].
+    fn steps(&self, _row: &Prepared) -> u8 {
+        1
+    }
+
+    /// The call for `step` of `row`. `token` is the bearer token fetched through
+    /// [`Adapter::token_request`], when the adapter uses one.
+    fn build(&self, row: &Prepared, step: u8, token: Option<&str>) -> WireRequest;
+
+    /// Classify the answer to step `step`.
+    fn classify(&self, row: &Prepared, step: u8, answer: &WireAnswer) -> Verdict;
+
+    /// The read-only call that tells whether the row's link still exists; `None` when the vendor
+    /// has no read API.
+    fn read(&self, _row: &Prepared, _token: Option<&str>) -> Option<WireRequest> {
+        None
+    }
+
+    /// Classify a read answer: [`Class::Present`], [`Class::Absent`] or an error class.
+    fn classify_read(&self, _row: &Prepared, _answer: &WireAnswer) -> Verdict {
+        Verdict::new(Class::Failed("this vendor has no read API".into()))
+    }
+
+    /// When the adapter authenticates with a fetched token (Auth0 client credentials): the call
+    /// that fetches it. The runner shares one token between all calls and refreshes it.
+    fn token_request(&self) -> Option<WireRequest> {
+        None
+    }
+
+    /// Parse a token answer into the token and its lifetime.
+    fn parse_token(&self, _answer: &WireAnswer) -> Result<(String, Duration), String> {
+        Err("this vendor does not fetch tokens".into())
+    }
+}
+
+/// The adapters we ship.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum VendorKind {
+    Auth0,
+    FusionAuth,
+    Gigya,
+    Newspark,
+}
+
+impl VendorKind {
+    pub const ALL: [VendorKind; 4] = [
+        VendorKind::Auth0,
+        VendorKind::FusionAuth,
+        VendorKind::Gigya,
+        VendorKind::Newspark,
+    ];
+
+    pub fn parse(s: &str) -> Option<VendorKind> {
+        VendorKind::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    /// The `type` value in a job file.
+    pub fn name(self) -> &'static str {
+        match self {
+            VendorKind::Auth0 => "auth0",
+            VendorKind::FusionAuth => "fusionauth",
+            VendorKind::Gigya => "gigya",
+            VendorKind::Newspark => "newspark",
+        }
+    }
+
+    pub fn pacing(self) -> Pacing {
+        match self {
+            VendorKind::Auth0 => auth0::PACING,
+            VendorKind::FusionAuth => fusionauth::PACING,
+            VendorKind::Gigya => gigya::PACING,
+            VendorKind::Newspark => newspark::PACING,
+        }
+    }
+
+    pub fn doc(self) -> &'static VendorDoc {
+        match self {
+            VendorKind::Auth0 => &auth0::DOC,
+            VendorKind::FusionAuth => &fusionauth::DOC,
+            VendorKind::Gigya => &gigya::DOC,
+            VendorKind::Newspark => &newspark::DOC,
+        }
+    }
+
+    /// Build the adapter from its job-file table (common keys `type`, `base_url`, `rate`, `burst`,
+    /// `concurrency` already removed; `${NAME}` already interpolated). `base_url` is the override,
+    /// already checked for the https-or-loopback rule.
+    pub fn build(
+        self,
+        table: toml::Table,
+        base_url: Option<url::Url>,
+    ) -> Result<(Arc<dyn Adapter>, url::Url), ConfigError> {
+        fn boxed<A: Adapter>(r: Result<(A, url::Url), ConfigError>) -> BuildResult {
+            r.map(|(a, u)| (Arc::new(a) as Arc<dyn Adapter>, u))
+        }
+        type BuildResult = Result<(Arc<dyn Adapter>, url::Url), ConfigError>;
+        match self {
+            VendorKind::Auth0 => boxed(auth0::Auth0::from_config(table, base_url)),
+            VendorKind::FusionAuth => boxed(fusionauth::FusionAuth::from_config(table, base_url)),
+            VendorKind::Gigya => boxed(gigya::Gigya::from_config(table, base_url)),
+            VendorKind::Newspark => boxed(newspark::Newspark::from_config(table, base_url)),
+        }
+    }
+}
+
+impl fmt::Display for VendorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A problem in a vendor table of the job file. `key` is the config key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key `{key}`: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Deserialize a vendor's own config struct from its table, turning serde's message (which names
+/// unknown or missing keys) into a [`ConfigError`].
+pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(
+    table: toml::Table,
+) -> Result<T, ConfigError> {
+    T::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let msg = e.message().to_string();
+        // serde names the key in backticks: "unknown field `x`, expected ..." / "missing field `x`".
+        let key = msg.split('`').nth(1).unwrap_or("").to_string();
+        ConfigError::new(key, msg)
+    })
+}

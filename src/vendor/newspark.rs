@@ -1,0 +1,51 @@
+//! Newspark adapter (stub: being written).
+
+use url::Url;
+
+use super::{
+    Adapter, ConfigError, Invalid, Pacing, Prepared, VendorDoc, VendorKind, Verdict, WireAnswer,
+    WireRequest,
+};
+use crate::input::Fields;
+
+pub const PACING: Pacing = Pacing {
+    rate: 2.0,
+    burst: 2,
+    concurrency: 2,
+};
+
+pub const DOC: VendorDoc = VendorDoc {
+    kind: VendorKind::Newspark,
+    title: "Newspark (not built yet)",
+    fields: &[],
+    key: "",
+    config: &[],
+    read_api: false,
+};
+
+#[derive(Debug)]
+pub struct Newspark;
+
+impl Newspark {
+    pub fn from_config(
+        _table: toml::Table,
+        _base_url: Option<Url>,
+    ) -> Result<(Self, Url), ConfigError> {
+        Err(ConfigError::new(
+            "type",
+            "the newspark adapter is not built yet",
+        ))
+    }
+}
+
+impl Adapter for Newspark {
+    fn prepare(&self, _fields: &Fields) -> Result<Prepared, Invalid> {
+        unimplemented!()
+    }
+    fn build(&self, _row: &Prepared, _step: u8, _token: Option<&str>) -> WireRequest {
+        unimplemented!()
+    }
+    fn classify(&self, _row: &Prepared, _step: u8, _answer: &WireAnswer) -> Verdict {
+        unimplemented!()
+    }
+}

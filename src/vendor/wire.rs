@@ -1,0 +1,244 @@
+//! The HTTP call and answer as adapters see them, plus encoding helpers shared by adapters.
+//!
+//! Adapters describe a call as plain data ([`WireRequest`]) instead of a `reqwest` builder so that
+//! the same value is sent, rendered (with secrets removed) into the report's `request` column, and
+//! compared in unit tests.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+
+/// Everything outside RFC 3986's unreserved set (`A-Z a-z 0-9 - . _ ~`) is escaped.
+pub const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encode a value as an RFC 3986 path segment or query value: `auth0|5f7c` →
+/// `auth0%7C5f7c`, `/` → `%2F`, space → `%20`.
+pub fn encode(s: &str) -> String {
+    utf8_percent_encode(s, UNRESERVED).to_string()
+}
+
+/// One HTTP call, as data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireRequest {
+    pub method: Method,
+    /// The full URL, already encoded.
+    pub url: String,
+    /// Request headers. Never rendered into reports: they often carry credentials.
+    pub headers: Vec<(&'static str, String)>,
+    /// Form fields (`application/x-www-form-urlencoded` body) for a POST; empty otherwise.
+    pub form: Vec<(String, String)>,
+    /// Names of form fields whose values are secrets; rendered as `[redacted]`.
+    pub secret_fields: &'static [&'static str],
+}
+
+/// What replaces a secret in any rendered output.
+pub const REDACTED: &str = "[redacted]";
+
+impl WireRequest {
+    pub fn new(method: Method, url: impl Into<String>) -> Self {
+        WireRequest {
+            method,
+            url: url.into(),
+            headers: Vec::new(),
+            form: Vec::new(),
+            secret_fields: &[],
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn field(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.form.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn form_value(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The report's `request` column: method, URL and, for a form POST, the form fields with every
+    /// secret field's value replaced by [`REDACTED`]. Headers are never included.
+    pub fn describe(&self) -> String {
+        let mut out = format!("{} {}", self.method, self.url);
+        if !self.form.is_empty() {
+            out.push(' ');
+            for (i, (name, value)) in self.form.iter().enumerate() {
+                if i > 0 {
+                    out.push('&');
+                }
+                out.push_str(&encode(name));
+                out.push('=');
+                if self.secret_fields.contains(&name.as_str()) {
+                    out.push_str(REDACTED);
+                } else {
+                    out.push_str(&encode(value));
+                }
+            }
+        }
+        out
+    }
+
+    /// The form body, `application/x-www-form-urlencoded` with RFC 3986 escaping.
+    pub fn form_body(&self) -> String {
+        let mut out = String::new();
+        for (i, (name, value)) in self.form.iter().enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            out.push_str(&encode(name));
+            out.push('=');
+            out.push_str(&encode(value));
+        }
+        out
+    }
+}
+
+/// One answer from a vendor.
+#[derive(Debug, Clone, Default)]
+pub struct WireAnswer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl WireAnswer {
+    pub fn new(status: u16, body: impl Into<Bytes>) -> Self {
+        WireAnswer {
+            status,
+            headers: HeaderMap::new(),
+            body: body.into(),
+        }
+    }
+
+    /// Builder for tests and the simulator's own checks.
+    pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers
+            .insert(name, value.parse().expect("test header values are valid"));
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body parsed as JSON, or `Null` when it is empty or not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The body as text, cut to a length fit for a report message.
+    pub fn text_snippet(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        let text = text.trim();
+        match text.char_indices().nth(200) {
+            Some((i, _)) => format!("{}…", &text[..i]),
+            None => text.to_string(),
+        }
+    }
+
+    /// A common request-id header, when the vendor sends one.
+    pub fn request_id_header(&self) -> Option<String> {
+        [
+            "x-request-id",
+            "request-id",
+            "x-correlation-id",
+            "x-amzn-requestid",
+        ]
+        .iter()
+        .find_map(|h| self.header(h))
+        .map(str::to_string)
+    }
+
+    /// How long the vendor asks us to wait: `Retry-After` (seconds or HTTP date), else Auth0's
+    /// `x-ratelimit-reset` (epoch seconds). `None` when it names no time.
+    pub fn retry_after(&self, now: SystemTime) -> Option<Duration> {
+        if let Some(v) = self.header("retry-after") {
+            if let Some(d) = parse_retry_after(v, now) {
+                return Some(d);
+            }
+        }
+        let reset: u64 = self.header("x-ratelimit-reset")?.trim().parse().ok()?;
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
+        Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    }
+}
+
+/// `Retry-After` is either delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    if let Ok(secs) = value.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Some(Duration::from_secs_f64(secs));
+        }
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_rfc3986_segments() {
+        assert_eq!(encode("auth0|5f7c"), "auth0%7C5f7c");
+        assert_eq!(encode("a/b+c d"), "a%2Fb%2Bc%20d");
+        assert_eq!(encode("A-z_0.9~"), "A-z_0.9~");
+        assert_eq!(encode("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn describe_redacts_secret_fields_and_omits_headers() {
+        let mut req = WireRequest::new(Method::POST, "https://x.test/p")
+            .header("Authorization", "Bearer tok")
+            .field("apiKey", "k")
+            .field("secret", "s3cr3t")
+            .field("UID", "a b");
+        req.secret_fields = &["secret"];
+        let text = req.describe();
+        assert_eq!(
+            text,
+            "POST https://x.test/p apiKey=k&secret=[redacted]&UID=a%20b"
+        );
+        assert!(!text.contains("tok"));
+        assert_eq!(req.form_body(), "apiKey=k&secret=s3cr3t&UID=a%20b");
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after("soon", now), None);
+        let answer = WireAnswer::new(429, "").with_header("x-ratelimit-reset", "1000012");
+        assert_eq!(answer.retry_after(now), Some(Duration::from_secs(12)));
+        let both = answer.with_header("retry-after", "3");
+        assert_eq!(both.retry_after(now), Some(Duration::from_secs(3)));
+        let past = WireAnswer::new(429, "").with_header("x-ratelimit-reset", "5");
+        assert_eq!(past.retry_after(now), Some(Duration::ZERO));
+    }
+}
