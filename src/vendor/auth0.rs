@@ -426,12 +426,11 @@ impl Adapter for Auth0 {
         else {
             return None;
         };
-        let mut req = WireRequest::new(Method::POST, format!("{}/oauth/token", self.base))
+        let req = WireRequest::new(Method::POST, format!("{}/oauth/token", self.base))
             .field("grant_type", "client_credentials")
             .field("client_id", client_id)
-            .field("client_secret", client_secret)
+            .secret_field("client_secret", client_secret)
             .field("audience", audience);
-        req.secret_fields = &["client_secret"];
         Some(req)
     }
 

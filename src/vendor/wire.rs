@@ -35,7 +35,7 @@ pub struct WireRequest {
     /// Form fields (`application/x-www-form-urlencoded` body) for a POST; empty otherwise.
     pub form: Vec<(String, String)>,
     /// Names of form fields whose values are secrets; rendered as `[redacted]`.
-    pub secret_fields: &'static [&'static str],
+    pub secret_fields: Vec<String>,
 }
 
 /// What replaces a secret in any rendered output.
@@ -48,7 +48,7 @@ impl WireRequest {
             url: url.into(),
             headers: Vec::new(),
             form: Vec::new(),
-            secret_fields: &[],
+            secret_fields: Vec::new(),
         }
     }
 
@@ -59,6 +59,14 @@ impl WireRequest {
 
     pub fn field(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.form.push((name.into(), value.into()));
+        self
+    }
+
+    /// A form field whose value is a secret: sent, but rendered as [`REDACTED`].
+    pub fn secret_field(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name = name.into();
+        self.secret_fields.push(name.clone());
+        self.form.push((name, value.into()));
         self
     }
 
@@ -88,7 +96,7 @@ impl WireRequest {
                 }
                 out.push_str(&encode(name));
                 out.push('=');
-                if self.secret_fields.contains(&name.as_str()) {
+                if self.secret_fields.iter().any(|s| s == name) {
                     out.push_str(REDACTED);
                 } else {
                     out.push_str(&encode(value));
@@ -217,7 +225,7 @@ mod tests {
             .field("apiKey", "k")
             .field("secret", "s3cr3t")
             .field("UID", "a b");
-        req.secret_fields = &["secret"];
+        req.secret_fields = vec!["secret".into()];
         let text = req.describe();
         assert_eq!(
             text,
