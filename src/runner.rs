@@ -1,0 +1,1117 @@
+//! The pipeline: input rows → skip what is done → per-vendor lanes doing the calls → one consumer.
+//!
+//! A blocking reader thread streams the input, validates and de-duplicates rows, and hands each
+//! valid pending row to its vendor's lane through a bounded channel. A lane runs a bounded set of
+//! row tasks; every call a task makes goes through the vendor's [`Limiter`] and the same retry,
+//! rate-limit and halt rules, whatever the vendor. A single consumer owns the report writer, the
+//! checkpoint journal, the counters and the progress display: no locks around writers, and the
+//! journal is written in one place, in order.
+//!
+//! Durability: before a call that may change state is sent, its *intent* is written to the
+//! journal and handed to the OS; the row task waits for that acknowledgement. The consumer groups
+//! whatever arrived together into one write, so this costs one `write(2)` per batch, not per row.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::checkpoint::{self, Binding, Checkpoint, CheckpointError, Loaded};
+use crate::input::{self, InputError, Source};
+use crate::job::{Settings, VendorSettings};
+use crate::limit::Limiter;
+use crate::progress::Progress;
+use crate::report::{Outcome, ReportRow, ReportWriter, now_rfc3339};
+use crate::retry;
+use crate::stop::Stop;
+use crate::summary::{Summary, VendorSummary};
+use crate::vendor::{Class, Invalid, Prepared, Verdict, WireAnswer, WireRequest};
+
+/// Rows buffered per vendor lane between the reader and the lane.
+const LANE_QUEUE: usize = 4096;
+/// How often the journal and report are fsynced (power-loss window).
+const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Events handled per journal write.
+const MAX_BATCH: usize = 512;
+/// Refresh a fetched token when this share of its lifetime has passed.
+const TOKEN_REFRESH_SHARE: f64 = 0.9;
+
+/// Per-run switches from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub dry_run: bool,
+    pub fresh: bool,
+    pub retry_failed: bool,
+    pub limit: Option<u64>,
+    pub progress: bool,
+}
+
+/// Problems that stop a run before it can finish (exit 1, or 5 for the lock).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("{what} {path}: {error}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Checkpoint(CheckpointError::Locked { .. }) => 5,
+            _ => 1,
+        }
+    }
+}
+
+/// A valid, pending row on its way to a lane.
+struct Work {
+    line: u64,
+    row: Prepared,
+    /// Steps already completed in an earlier run.
+    start_step: u8,
+    /// The step whose call was in flight when an earlier run stopped without recording it.
+    in_doubt: Option<u8>,
+}
+
+enum Event {
+    /// A state-changing call is about to be sent; ack once the journal has it.
+    Intent {
+        line: u64,
+        step: u8,
+        ack: oneshot::Sender<()>,
+    },
+    StepDone {
+        line: u64,
+        step: u8,
+    },
+    /// The row ends this run without an outcome. `in_doubt`: a call may have taken effect.
+    Pending {
+        line: u64,
+        sent: bool,
+        in_doubt: bool,
+    },
+    Row(Box<ReportRow>),
+    Halt(String),
+    InputDone {
+        more_pending: bool,
+    },
+    Fatal(InputError),
+}
+
+struct Token {
+    value: String,
+    refresh_at: Instant,
+}
+
+struct Lane {
+    vendor: VendorSettings,
+    limiter: Arc<Limiter>,
+    token: tokio::sync::Mutex<Option<Token>>,
+}
+
+struct Ctx {
+    http: reqwest::Client,
+    settings: Arc<Settings>,
+    stop: Stop,
+    events: mpsc::Sender<Event>,
+}
+
+/// How a row's processing ended.
+enum End {
+    Done(Outcome, String),
+    Pending,
+}
+
+/// What one row accumulates over its calls, for its report row.
+struct RowState {
+    started: Instant,
+    attempts: u32,
+    http_status: Option<u16>,
+    vendor_code: Option<String>,
+    request_id: Option<String>,
+    request: String,
+    sent: bool,
+    /// A state-changing call was sent and its effect is unknown.
+    in_doubt: bool,
+    rate_limit_wait: Duration,
+}
+
+/// Run (or resume) a job. `stop` is triggered from outside on SIGINT/SIGTERM.
+pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Summary, RunError> {
+    let started = Instant::now();
+    let settings = Arc::new(settings);
+
+    if let Some(parent) = settings.report.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|error| RunError::Io {
+            what: "cannot create the report folder",
+            path: parent.to_path_buf(),
+            error,
+        })?;
+    }
+
+    // Checkpoint and report (a dry run touches neither the checkpoint nor the real report).
+    let (mut journal, mut loaded) = if opts.dry_run {
+        (None, Loaded::default())
+    } else {
+        let (j, l) = open_checkpoint(&settings, opts.fresh)?;
+        (Some(j), l)
+    };
+    let forgotten = if opts.retry_failed {
+        loaded.forget_failed()
+    } else {
+        0
+    };
+    let mut report = open_report(&settings, journal.as_mut(), &loaded, forgotten > 0, opts.dry_run)?;
+    let previous: BTreeMap<Outcome, u64> = loaded.counts();
+    let loaded = Arc::new(loaded);
+
+    let total_rows = Arc::new(AtomicU64::new(u64::MAX));
+    if let Source::File(_) = settings.input.source {
+        let spec = settings.input.clone();
+        let total = total_rows.clone();
+        std::thread::spawn(move || {
+            if let Ok(records) = input::open(&spec) {
+                let n = records.take_while(|r| r.is_ok()).count() as u64;
+                total.store(n, Ordering::Relaxed);
+            }
+        });
+    }
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(settings.retry.timeout)
+        .connect_timeout(settings.retry.timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("unlinker/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the HTTP client configuration is static and valid");
+
+    let lanes: Vec<Arc<Lane>> = settings
+        .vendors
+        .iter()
+        .map(|v| {
+            Arc::new(Lane {
+                limiter: Arc::new(Limiter::new(v.rate, v.burst, v.concurrency, settings.retry.max_delay)),
+                vendor: VendorSettings {
+                    name: v.name.clone(),
+                    kind: v.kind,
+                    adapter: v.adapter.clone(),
+                    base_url: v.base_url.clone(),
+                    rate: v.rate,
+                    burst: v.burst,
+                    concurrency: v.concurrency,
+                },
+                token: tokio::sync::Mutex::new(None),
+            })
+        })
+        .collect();
+
+    let (events_tx, mut events_rx) = mpsc::channel::<Event>(MAX_BATCH * 4);
+    let ctx = Arc::new(Ctx {
+        http,
+        settings: settings.clone(),
+        stop: stop.clone(),
+        events: events_tx.clone(),
+    });
+
+    // Lanes.
+    let mut lane_txs = Vec::new();
+    let mut lane_tasks = JoinSet::new();
+    for lane in &lanes {
+        let (tx, rx) = mpsc::channel::<Work>(LANE_QUEUE);
+        lane_txs.push(tx);
+        lane_tasks.spawn(lane_loop(ctx.clone(), lane.clone(), rx));
+    }
+
+    // Reader.
+    {
+        let settings = settings.clone();
+        let loaded = loaded.clone();
+        let stop = stop.clone();
+        let events = events_tx.clone();
+        let dry_run = opts.dry_run;
+        let limit = opts.limit;
+        tokio::task::spawn_blocking(move || {
+            read_rows(&settings, &loaded, &stop, &events, lane_txs, dry_run, limit)
+        });
+    }
+    drop(events_tx);
+    // The lanes' senders live in `ctx`; let go of ours once the lanes are done.
+    let lanes_done = tokio::spawn(async move {
+        while lane_tasks.join_next().await.is_some() {}
+        drop(ctx);
+    });
+
+    // Consumer.
+    let mut progress = Progress::new(
+        opts.progress,
+        total_rows.clone(),
+        lanes.iter().map(|l| l.limiter.clone()).collect(),
+    );
+    let mut counts: BTreeMap<Outcome, u64> = BTreeMap::new();
+    let mut pending_this_run = 0u64;
+    let mut consecutive_failures = 0u32;
+    let mut halt: Option<String> = None;
+    let mut fatal: Option<InputError> = None;
+    let mut input_done = false;
+    let mut more_pending = false;
+    let mut last_sync = Instant::now();
+    let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut batch: Vec<Event> = Vec::with_capacity(MAX_BATCH);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        tokio::select! {
+            n = events_rx.recv_many(&mut batch, MAX_BATCH) => {
+                if n == 0 {
+                    break;
+                }
+            }
+            _ = tick.tick() => {
+                progress.tick(&counts);
+                continue;
+            }
+        }
+        for event in batch.drain(..) {
+            match event {
+                Event::Intent { line, step, ack } => {
+                    if let Some(j) = journal.as_mut() {
+                        j.intent(line, step).map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+                    }
+                    acks.push(ack);
+                }
+                Event::StepDone { line, step } => {
+                    if let Some(j) = journal.as_mut() {
+                        j.step_done(line, step).map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+                    }
+                }
+                Event::Pending { line, sent, in_doubt } => {
+                    pending_this_run += 1;
+                    if sent && !in_doubt {
+                        if let Some(j) = journal.as_mut() {
+                            j.settled(line).map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+                        }
+                    }
+                }
+                Event::Row(row) => {
+                    report.write(&row).map_err(|e| io_err("cannot write report", &settings.report, e))?;
+                    if let Some(j) = journal.as_mut() {
+                        j.outcome(&row, report.len()).map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+                    }
+                    *counts.entry(row.outcome).or_default() += 1;
+                    progress.row(row.outcome);
+                    match row.outcome {
+                        Outcome::Failed => {
+                            consecutive_failures += 1;
+                            let max = settings.max_consecutive_failures;
+                            if max > 0 && consecutive_failures >= max && halt.is_none() {
+                                let reason = format!(
+                                    "{consecutive_failures} consecutive rows failed (halt.max_consecutive_failures = {max}); last: line {}: {}",
+                                    row.line, row.message
+                                );
+                                tracing::error!("halting: {reason}");
+                                halt = Some(reason);
+                                stop.trigger();
+                            }
+                        }
+                        Outcome::Unlinked | Outcome::Absent => consecutive_failures = 0,
+                        _ => {}
+                    }
+                }
+                Event::Halt(reason) => {
+                    if halt.is_none() {
+                        tracing::error!("halting: {reason}");
+                        halt = Some(reason);
+                    }
+                    stop.trigger();
+                }
+                Event::InputDone { more_pending: more } => {
+                    input_done = true;
+                    more_pending = more;
+                }
+                Event::Fatal(e) => {
+                    stop.trigger();
+                    fatal = Some(e);
+                }
+            }
+        }
+        // Group commit: report first, then the journal that points into it.
+        report.flush().map_err(|e| io_err("cannot write report", &settings.report, e))?;
+        if let Some(j) = journal.as_mut() {
+            j.flush().map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+            if last_sync.elapsed() >= SYNC_INTERVAL {
+                report.sync().map_err(|e| io_err("cannot write report", &settings.report, e))?;
+                j.sync().map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+                last_sync = Instant::now();
+            }
+        }
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+        progress.tick(&counts);
+    }
+    let _ = lanes_done.await;
+    report.sync().map_err(|e| io_err("cannot write report", &settings.report, e))?;
+    if let Some(j) = journal.as_mut() {
+        j.sync().map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+    }
+    progress.finish();
+    if let Some(e) = fatal {
+        return Err(e.into());
+    }
+
+    let complete = input_done && !more_pending && pending_this_run == 0;
+    let mut cumulative = previous.clone();
+    for (o, n) in &counts {
+        *cumulative.entry(*o).or_default() += n;
+    }
+    let recorded: u64 = cumulative.values().sum();
+    let total = match total_rows.load(Ordering::Relaxed) {
+        u64::MAX if complete => recorded,
+        u64::MAX => recorded + pending_this_run,
+        n => n,
+    };
+    let elapsed = started.elapsed();
+    let vendors = lanes
+        .iter()
+        .map(|l| {
+            let requests = l.limiter.requests();
+            (
+                l.vendor.name.clone(),
+                VendorSummary {
+                    requests,
+                    requests_per_s: requests as f64 / elapsed.as_secs_f64().max(1e-3),
+                    rate_limited: l.limiter.rate_limited(),
+                },
+            )
+        })
+        .collect();
+    let stopped = if complete {
+        None
+    } else if let Some(h) = halt {
+        Some(format!("halted: {h}"))
+    } else if more_pending && !stop.is_set() {
+        Some(format!("stopped after --limit {}", opts.limit.unwrap_or(0)))
+    } else {
+        Some("interrupted".to_string())
+    };
+    let sent_this_run: u64 = lanes.iter().map(|l| l.limiter.requests()).sum();
+    let already_complete = complete
+        && counts.values().sum::<u64>() == 0
+        && sent_this_run == 0
+        && recorded > 0
+        && !opts.dry_run;
+    Ok(Summary {
+        job: settings.name.clone(),
+        dry_run: opts.dry_run,
+        report: settings.report.clone(),
+        counts: cumulative,
+        this_run: counts,
+        pending: total.saturating_sub(recorded),
+        total_rows: total,
+        elapsed,
+        vendors,
+        complete,
+        already_complete,
+        stopped,
+    })
+}
+
+fn io_err(what: &'static str, path: &std::path::Path, error: std::io::Error) -> RunError {
+    RunError::Io {
+        what,
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+fn open_checkpoint(settings: &Settings, fresh: bool) -> Result<(Checkpoint, Loaded), RunError> {
+    if let Some(parent) = settings.checkpoint.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|error| RunError::Io {
+            what: "cannot create the checkpoint folder",
+            path: parent.to_path_buf(),
+            error,
+        })?;
+    }
+    let (input_hash, input_len) = match &settings.input.source {
+        Source::File(path) => {
+            let len = std::fs::metadata(path)
+                .map_err(|error| InputError::Open {
+                    source_name: path.display().to_string(),
+                    error,
+                })?
+                .len();
+            let hash = input::content_hash(path).map_err(|error| InputError::Open {
+                source_name: path.display().to_string(),
+                error,
+            })?;
+            (hash, len)
+        }
+        // Stdin cannot be hashed before it is read: the checkpoint binds to the job name only.
+        Source::Stdin => (0, 0),
+    };
+    if fresh {
+        for path in [&settings.checkpoint, &settings.report] {
+            match checkpoint::archive(path) {
+                Ok(Some(new)) => tracing::info!("--fresh: kept {} as {}", path.display(), new.display()),
+                Ok(None) => {}
+                Err(error) => {
+                    return Err(RunError::Io {
+                        what: "cannot rename for --fresh",
+                        path: path.clone(),
+                        error,
+                    });
+                }
+            }
+        }
+    }
+    let binding = Binding {
+        job: settings.name.clone(),
+        input_hash,
+        input_len,
+    };
+    Ok(Checkpoint::open(&settings.checkpoint, &binding)?)
+}
+
+/// Open the report: new, continued at the length the journal vouches for, or rebuilt from the
+/// journal when the file lost rows (power loss) or `--retry-failed` must drop `failed` rows.
+fn open_report(
+    settings: &Settings,
+    journal: Option<&mut Checkpoint>,
+    loaded: &Loaded,
+    must_rebuild: bool,
+    dry_run: bool,
+) -> Result<ReportWriter, RunError> {
+    let path = &settings.report;
+    let format = settings.report_format;
+    let err = |e| io_err("cannot write report", path, e);
+    let Some(journal) = journal else {
+        debug_assert!(dry_run);
+        return ReportWriter::create(path, format).map_err(err);
+    };
+    if loaded.rows_recorded() == 0 && !must_rebuild {
+        return ReportWriter::create(path, format).map_err(err);
+    }
+    let on_disk = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if !must_rebuild && on_disk >= loaded.report_len() && loaded.report_len() > 0 {
+        return ReportWriter::resume(path, format, loaded.report_len()).map_err(err);
+    }
+    tracing::info!("rebuilding report {} from the checkpoint", path.display());
+    let mut writer = ReportWriter::create(path, format).map_err(err)?;
+    let len = checkpoint::rebuild_report(&settings.checkpoint, loaded, &mut writer)?;
+    writer.sync().map_err(err)?;
+    journal
+        .mark_report_len(len)
+        .map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+    journal
+        .sync()
+        .map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+    Ok(writer)
+}
+
+/// The reader thread: stream records, validate, de-duplicate, skip recorded rows, dispatch.
+fn read_rows(
+    settings: &Settings,
+    loaded: &Loaded,
+    stop: &Stop,
+    events: &mpsc::Sender<Event>,
+    lanes: Vec<mpsc::Sender<Work>>,
+    dry_run: bool,
+    limit: Option<u64>,
+) {
+    let records = match input::open(&settings.input) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = events.blocking_send(Event::Fatal(e));
+            return;
+        }
+    };
+    let mut seen: HashMap<u128, u64> = HashMap::new();
+    let mut dispatched = 0u64;
+    let mut more_pending = false;
+    for record in records {
+        if stop.is_set() {
+            return;
+        }
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = events.blocking_send(Event::Fatal(e));
+                return;
+            }
+        };
+        let line = record.line;
+        let recorded = loaded.outcome(line).is_some();
+        let classified = classify_record(settings, record.fields);
+        // Register keys even for recorded rows, so a later duplicate of them is still found.
+        let classified = match classified {
+            Ok((lane, row)) => {
+                let id = dedupe_id(&settings.vendors[lane].name, &row.key.0);
+                match seen.get(&id) {
+                    Some(&first) if first != line => Err((Some(lane), Some(row), format!("same vendor and key as line {first}"), Outcome::Duplicate)),
+                    _ => {
+                        seen.insert(id, line);
+                        Ok((lane, row))
+                    }
+                }
+            }
+            Err((lane, invalid)) => Err((lane, None, invalid.to_string(), Outcome::Invalid)),
+        };
+        if recorded {
+            continue;
+        }
+        if limit.is_some_and(|n| dispatched >= n) {
+            more_pending = true;
+            break;
+        }
+        let event = match classified {
+            Err((lane, row, message, outcome)) => Event::Row(Box::new(unsent_row(
+                settings, line, lane, row.as_ref(), outcome, message,
+            ))),
+            Ok((lane, row)) if dry_run => {
+                dispatched += 1;
+                let request = settings
+                    .secrets
+                    .scrub(&settings.vendors[lane].adapter.build(&row, 0, None).describe());
+                let mut r = unsent_row(settings, line, Some(lane), Some(&row), Outcome::DryRun, String::new());
+                r.request = request;
+                Event::Row(Box::new(r))
+            }
+            Ok((lane, row)) => {
+                dispatched += 1;
+                let work = Work {
+                    line,
+                    start_step: loaded.steps_done(line),
+                    in_doubt: loaded.is_in_doubt(line),
+                    row,
+                };
+                if lanes[lane].blocking_send(work).is_err() {
+                    return; // the lane stopped: the run is stopping
+                }
+                continue;
+            }
+        };
+        if events.blocking_send(event).is_err() {
+            return;
+        }
+    }
+    let _ = events.blocking_send(Event::InputDone { more_pending });
+}
+
+type Classified = Result<(usize, Prepared), (Option<usize>, Invalid)>;
+
+/// Route a record to its vendor and let the adapter validate it.
+fn classify_record(settings: &Settings, fields: Result<input::Fields, Invalid>) -> Classified {
+    let fields = fields.map_err(|i| (None, i))?;
+    let lane = if settings.vendors.len() == 1 {
+        0
+    } else {
+        let names: Vec<&str> = settings.vendors.iter().map(|v| v.name.as_str()).collect();
+        match fields.get("vendor") {
+            None => {
+                return Err((
+                    None,
+                    Invalid::new("vendor", format!("is required: one of {}", names.join(", "))),
+                ));
+            }
+            Some(name) => settings.vendor_index(name).ok_or_else(|| {
+                (
+                    None,
+                    Invalid::new(
+                        "vendor",
+                        format!("`{name}` is not a vendor of this job: one of {}", names.join(", ")),
+                    ),
+                )
+            })?,
+        }
+    };
+    let row = settings.vendors[lane]
+        .adapter
+        .prepare(&fields)
+        .map_err(|i| (Some(lane), i))?;
+    Ok((lane, row))
+}
+
+fn dedupe_id(vendor: &str, key: &str) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(vendor.as_bytes());
+    h.update(&[0]);
+    h.update(key.as_bytes());
+    h.digest128()
+}
+
+/// A report row for a row that was not sent.
+fn unsent_row(
+    settings: &Settings,
+    line: u64,
+    lane: Option<usize>,
+    row: Option<&Prepared>,
+    outcome: Outcome,
+    message: String,
+) -> ReportRow {
+    ReportRow {
+        line,
+        vendor: lane.map(|l| settings.vendors[l].name.clone()).unwrap_or_default(),
+        key: row.map(|r| r.key.0.clone()).unwrap_or_default(),
+        outcome,
+        http_status: None,
+        vendor_code: None,
+        attempts: 0,
+        elapsed_ms: 0,
+        request_id: None,
+        request: String::new(),
+        message: settings.secrets.scrub(&message),
+        finished_at: now_rfc3339(),
+    }
+}
+
+async fn lane_loop(ctx: Arc<Ctx>, lane: Arc<Lane>, mut rx: mpsc::Receiver<Work>) {
+    let mut tasks = JoinSet::new();
+    // Enough row tasks to keep every slot busy while others sleep in a backoff.
+    let max_tasks = lane.vendor.concurrency as usize * 2 + 2;
+    loop {
+        let work = tokio::select! {
+            w = rx.recv() => w,
+            _ = ctx.stop.wait() => None,
+        };
+        let Some(work) = work else { break };
+        while tasks.len() >= max_tasks {
+            tasks.join_next().await;
+        }
+        tasks.spawn(process_row(ctx.clone(), lane.clone(), work));
+    }
+    // Rows still queued stay pending: they were never sent.
+    rx.close();
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn process_row(ctx: Arc<Ctx>, lane: Arc<Lane>, work: Work) {
+    let mut st = RowState {
+        started: Instant::now(),
+        attempts: 0,
+        http_status: None,
+        vendor_code: None,
+        request_id: None,
+        request: String::new(),
+        sent: false,
+        in_doubt: work.in_doubt.is_some(),
+        rate_limit_wait: Duration::ZERO,
+    };
+    let end = drive_row(&ctx, &lane, &work, &mut st).await;
+    let event = match end {
+        End::Pending => Event::Pending {
+            line: work.line,
+            sent: st.sent,
+            in_doubt: st.in_doubt,
+        },
+        End::Done(outcome, message) => Event::Row(Box::new(ReportRow {
+            line: work.line,
+            vendor: lane.vendor.name.clone(),
+            key: work.row.key.0.clone(),
+            outcome,
+            http_status: st.http_status,
+            vendor_code: st.vendor_code,
+            attempts: st.attempts,
+            elapsed_ms: st.started.elapsed().as_millis() as u64,
+            request_id: st.request_id,
+            request: st.request,
+            message: ctx.settings.secrets.scrub(&message),
+            finished_at: now_rfc3339(),
+        })),
+    };
+    let _ = ctx.events.send(event).await;
+}
+
+/// Which call of a row to make.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CallKind {
+    Step(u8),
+    Read,
+}
+
+async fn drive_row(ctx: &Ctx, lane: &Lane, work: &Work, st: &mut RowState) -> End {
+    let adapter = &lane.vendor.adapter;
+    let steps = adapter.steps(&work.row);
+    let mut step = work.start_step;
+    let mut note = String::new();
+
+    // A row in flight at a crash: read the vendor's state before sending again.
+    if work.in_doubt == Some(0) && step == 0 && adapter.read(&work.row, None).is_some() {
+        match call(ctx, lane, work, st, CallKind::Read).await {
+            Err(end) => return end,
+            Ok(v) => match v.class {
+                Class::Present => note = "in doubt after an interruption; read-back showed the link still present, sent again".into(),
+                Class::Absent(m) => {
+                    st.in_doubt = false;
+                    return End::Done(
+                        Outcome::Absent,
+                        format!("settled by read-back after an interruption: the link no longer exists ({m})"),
+                    );
+                }
+                Class::Failed(m) => return End::Done(Outcome::Failed, format!("read-back of an in-doubt row failed: {m}")),
+                _ => return End::Pending,
+            },
+        }
+    }
+    let resent_without_read = work.in_doubt.is_some() && note.is_empty();
+
+    while step < steps {
+        let verdict = match call(ctx, lane, work, st, CallKind::Step(step)).await {
+            Ok(v) => v,
+            Err(end) => return end,
+        };
+        st.in_doubt = false;
+        match verdict.class {
+            Class::Unlinked => {
+                if steps > 1 && step + 1 < steps {
+                    let _ = ctx.events.send(Event::StepDone { line: work.line, step }).await;
+                }
+                step += 1;
+            }
+            Class::Absent(m) if step == 0 => return End::Done(Outcome::Absent, join(&note, &m)),
+            Class::Absent(m) => {
+                note = join(&note, &format!("link removed; {m}"));
+                step += 1;
+            }
+            Class::Failed(m) => {
+                let mut message = if step > 0 {
+                    format!("the link was removed, but step {} failed: {m}", step + 1)
+                } else {
+                    m
+                };
+                if resent_without_read {
+                    message.push_str(" (this row was in doubt after an interruption and the vendor has no read API: the first attempt may already have removed the link)");
+                }
+                return End::Done(Outcome::Failed, join(&note, &message));
+            }
+            // `call` resolves every other class itself.
+            other => return End::Done(Outcome::Failed, format!("unexpected answer class {}", other.name())),
+        }
+    }
+    End::Done(Outcome::Unlinked, note)
+}
+
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}; {b}"),
+    }
+}
+
+/// Make one logical call of a row (a step or a read), with retries, rate-limit pauses and
+/// re-authentication. Returns the final verdict (`Unlinked`, `Present`, `Absent` or `Failed`), or
+/// `Err(End::Pending)` when the run is stopping or halting.
+async fn call(ctx: &Ctx, lane: &Lane, work: &Work, st: &mut RowState, kind: CallKind) -> Result<Verdict, End> {
+    let adapter = &lane.vendor.adapter;
+    let retry = &ctx.settings.retry;
+    let mut budget_used = 0u32;
+    let mut reauthed = false;
+    loop {
+        if ctx.stop.is_set() {
+            return Err(End::Pending);
+        }
+        let token = lane_token(ctx, lane).await?;
+        let request = match kind {
+            CallKind::Step(s) => adapter.build(&work.row, s, token.as_deref()),
+            CallKind::Read => adapter
+                .read(&work.row, token.as_deref())
+                .expect("reads are only made for adapters with a read API"),
+        };
+        st.request = ctx.settings.secrets.scrub(&request.describe());
+        let Some(permit) = lane.limiter.acquire(&ctx.stop).await else {
+            return Err(End::Pending);
+        };
+        if let CallKind::Step(step) = kind {
+            let (ack, acked) = oneshot::channel();
+            if ctx.events.send(Event::Intent { line: work.line, step, ack }).await.is_err() || acked.await.is_err() {
+                return Err(End::Pending);
+            }
+            st.in_doubt = true;
+        }
+        st.sent = true;
+        st.attempts += 1;
+        budget_used += 1;
+        let answer = send(&ctx.http, &request).await;
+        drop(permit);
+        let verdict = match answer {
+            Ok(answer) => {
+                st.http_status = Some(answer.status);
+                let v = match kind {
+                    CallKind::Step(s) => adapter.classify(&work.row, s, &answer),
+                    CallKind::Read => adapter.classify_read(&work.row, &answer),
+                };
+                st.vendor_code = v.vendor_code.clone();
+                if v.request_id.is_some() {
+                    st.request_id = v.request_id.clone();
+                }
+                v
+            }
+            Err(message) => {
+                st.http_status = None;
+                st.vendor_code = None;
+                Verdict::new(Class::Retry(ctx.settings.secrets.scrub(&message)))
+            }
+        };
+        tracing::debug!(line = work.line, vendor = %lane.vendor.name, class = verdict.class.name(), status = ?st.http_status, "answer");
+        match verdict.class {
+            Class::Unlinked | Class::Present | Class::Absent(_) | Class::Failed(_) => {
+                lane.limiter.on_success();
+                return Ok(verdict);
+            }
+            Class::Retry(message) => {
+                if budget_used >= retry.max_attempts {
+                    return Ok(Verdict {
+                        class: Class::Failed(format!("gave up after {budget_used} attempts: {message}")),
+                        ..verdict
+                    });
+                }
+                let wait = retry::backoff_random(budget_used, retry.base_delay, retry.max_delay);
+                tracing::debug!(line = work.line, "retrying in {wait:?}: {message}");
+                if !ctx.stop.sleep(wait).await {
+                    return Err(End::Pending);
+                }
+            }
+            Class::RateLimit(wait) => {
+                // The vendor refused before acting: not in doubt, and not an attempt.
+                st.in_doubt = false;
+                budget_used -= 1;
+                let paused = lane.limiter.on_rate_limit(wait);
+                st.rate_limit_wait += paused;
+                tracing::debug!(vendor = %lane.vendor.name, "rate limited; pausing {paused:?}");
+                if st.rate_limit_wait > retry.max_rate_limit_wait {
+                    return Ok(Verdict {
+                        class: Class::Failed(format!(
+                            "still rate limited after waiting {} in total (retry.max_rate_limit_wait)",
+                            humantime::format_duration(retry.max_rate_limit_wait)
+                        )),
+                        ..verdict
+                    });
+                }
+            }
+            Class::Reauth(message) => {
+                st.in_doubt = false;
+                if reauthed {
+                    halt(ctx, format!("{}: {message}", lane.vendor.name)).await;
+                    return Err(End::Pending);
+                }
+                reauthed = true;
+                budget_used -= 1;
+                if let Some(t) = &token {
+                    invalidate_token(lane, t).await;
+                }
+            }
+            Class::Halt(message) => {
+                st.in_doubt = false;
+                halt(ctx, format!("vendor `{}`: {message}", lane.vendor.name)).await;
+                return Err(End::Pending);
+            }
+        }
+    }
+}
+
+async fn halt(ctx: &Ctx, reason: String) {
+    let reason = ctx.settings.secrets.scrub(&reason);
+    ctx.stop.trigger();
+    let _ = ctx.events.send(Event::Halt(reason)).await;
+}
+
+/// The lane's shared bearer token, fetched (through the limiter) when missing or due.
+async fn lane_token(ctx: &Ctx, lane: &Lane) -> Result<Option<String>, End> {
+    let adapter = &lane.vendor.adapter;
+    let Some(request) = adapter.token_request() else {
+        return Ok(None);
+    };
+    let mut slot = lane.token.lock().await;
+    if let Some(t) = slot.as_ref().filter(|t| t.refresh_at > Instant::now()) {
+        return Ok(Some(t.value.clone()));
+    }
+    let retry = &ctx.settings.retry;
+    let mut attempts = 0u32;
+    loop {
+        let Some(permit) = lane.limiter.acquire(&ctx.stop).await else {
+            return Err(End::Pending);
+        };
+        attempts += 1;
+        let answer = send(&ctx.http, &request).await;
+        drop(permit);
+        let transient = match answer {
+            Ok(a) if a.status == 429 => {
+                lane.limiter.on_rate_limit(a.retry_after(std::time::SystemTime::now()));
+                attempts -= 1;
+                continue;
+            }
+            Ok(a) if a.status == 408 || a.status >= 500 => format!("token endpoint answered HTTP {}", a.status),
+            Ok(a) => match adapter.parse_token(&a) {
+                Ok((value, lifetime)) => {
+                    tracing::debug!(vendor = %lane.vendor.name, "fetched a token valid for {lifetime:?}");
+                    *slot = Some(Token {
+                        value: value.clone(),
+                        refresh_at: Instant::now() + lifetime.mul_f64(TOKEN_REFRESH_SHARE),
+                    });
+                    return Ok(Some(value));
+                }
+                Err(message) => {
+                    drop(slot);
+                    halt(ctx, format!("vendor `{}`: cannot get a token: {message}", lane.vendor.name)).await;
+                    return Err(End::Pending);
+                }
+            },
+            Err(message) => message,
+        };
+        if attempts >= retry.max_attempts {
+            drop(slot);
+            halt(ctx, format!("vendor `{}`: cannot get a token after {attempts} attempts: {transient}", lane.vendor.name)).await;
+            return Err(End::Pending);
+        }
+        if !ctx.stop.sleep(retry::backoff_random(attempts, retry.base_delay, retry.max_delay)).await {
+            return Err(End::Pending);
+        }
+    }
+}
+
+/// Drop the shared token if it is still the one that was refused (another task may have
+/// refreshed it already).
+async fn invalidate_token(lane: &Lane, used: &str) {
+    let mut slot = lane.token.lock().await;
+    if slot.as_ref().is_some_and(|t| t.value == used) {
+        *slot = None;
+    }
+}
+
+/// Send one call. `Err` is a transport failure (timeout, connection), described for the report.
+async fn send(http: &reqwest::Client, request: &WireRequest) -> Result<WireAnswer, String> {
+    let mut builder = http.request(request.method.clone(), &request.url);
+    for (name, value) in &request.headers {
+        builder = builder.header(*name, value);
+    }
+    if !request.form.is_empty() {
+        builder = builder
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(request.form_body());
+    }
+    let response = builder.send().await.map_err(describe_transport)?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.map_err(describe_transport)?;
+    Ok(WireAnswer { status, headers, body })
+}
+
+fn describe_transport(e: reqwest::Error) -> String {
+    // The URL is left out: the report's `request` column already has it.
+    let e = e.without_url();
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "answer cut off"
+    } else {
+        "connection error"
+    };
+    let mut message = format!("{kind}: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    message
+}
+
+/// What `validate` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Validation {
+    pub rows: u64,
+    pub valid: u64,
+    pub invalid: u64,
+    pub duplicate: u64,
+}
+
+/// Check every input row as a run would, without any network call or checkpoint. `problem` is
+/// called for each invalid or duplicate row with its line and message.
+pub fn validate(settings: &Settings, mut problem: impl FnMut(u64, &str)) -> Result<Validation, InputError> {
+    let mut v = Validation::default();
+    let mut seen: HashMap<u128, u64> = HashMap::new();
+    for record in input::open(&settings.input)? {
+        let record = record?;
+        v.rows += 1;
+        match classify_record(settings, record.fields) {
+            Err((_, invalid)) => {
+                v.invalid += 1;
+                problem(record.line, &format!("invalid: {invalid}"));
+            }
+            Ok((lane, row)) => {
+                let id = dedupe_id(&settings.vendors[lane].name, &row.key.0);
+                match seen.get(&id) {
+                    Some(&first) => {
+                        v.duplicate += 1;
+                        problem(record.line, &format!("duplicate: same vendor and key as line {first}"));
+                    }
+                    None => {
+                        seen.insert(id, record.line);
+                        v.valid += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// `unlinker status`: what the checkpoint says, as text. Works while a run holds the lock.
+pub fn status(settings: &Settings) -> Result<String, RunError> {
+    let path = &settings.checkpoint;
+    if !path.exists() {
+        return Ok(format!(
+            "job {}: no checkpoint at {}: nothing has run yet\n",
+            settings.name,
+            path.display()
+        ));
+    }
+    let (binding, loaded) = checkpoint::read(path)?;
+    let counts = loaded.counts();
+    let recorded: u64 = counts.values().sum();
+    let in_doubt = loaded.in_doubt().count() as u64;
+    let (total, changed) = match &settings.input.source {
+        Source::File(p) => {
+            let total = input::open(&settings.input)?.take_while(|r| r.is_ok()).count() as u64;
+            let hash = input::content_hash(p).map_err(|error| InputError::Open {
+                source_name: p.display().to_string(),
+                error,
+            })?;
+            (Some(total), hash != binding.input_hash)
+        }
+        Source::Stdin => (None, false),
+    };
+    let mut out = format!("job {}\n  checkpoint: {}\n", settings.name, path.display());
+    for o in Outcome::ALL {
+        out.push_str(&format!("  {:<10} {}\n", o.name(), counts.get(&o).copied().unwrap_or(0)));
+    }
+    out.push_str(&format!("  recorded   {recorded}\n"));
+    if let Some(total) = total {
+        out.push_str(&format!("  pending    {}\n", total.saturating_sub(recorded)));
+    }
+    out.push_str(&format!("  in doubt   {in_doubt}\n"));
+    let state = if changed {
+        "the input file changed since the checkpoint was made: `run` will refuse to resume (use --fresh)".to_string()
+    } else {
+        match total {
+            Some(t) if t == recorded && in_doubt == 0 => "complete".to_string(),
+            Some(_) => "incomplete: `run` resumes it".to_string(),
+            None => "unknown (the input is stdin)".to_string(),
+        }
+    };
+    out.push_str(&format!("  state      {state}\n"));
+    Ok(out)
+}

@@ -1,0 +1,168 @@
+//! The end-of-run summary: printed to stderr, optionally written as JSON, and the exit code.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::report::{Outcome, create_private};
+
+/// Exit codes (SPEC section 7).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FATAL: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const ROWS_FAILED: i32 = 3;
+    pub const STOPPED: i32 = 4;
+    pub const LOCKED: i32 = 5;
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct VendorSummary {
+    /// HTTP calls sent this run (token fetches, reads and retries included).
+    pub requests: u64,
+    pub requests_per_s: f64,
+    pub rate_limited: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub job: String,
+    pub dry_run: bool,
+    pub report: PathBuf,
+    /// Outcomes recorded for the job so far (this run and earlier runs of it).
+    #[serde(serialize_with = "outcome_map")]
+    pub counts: BTreeMap<Outcome, u64>,
+    /// Outcomes recorded by this run.
+    #[serde(serialize_with = "outcome_map")]
+    pub this_run: BTreeMap<Outcome, u64>,
+    /// Input rows without an outcome yet.
+    pub pending: u64,
+    pub total_rows: u64,
+    #[serde(serialize_with = "seconds")]
+    pub elapsed: Duration,
+    pub vendors: BTreeMap<String, VendorSummary>,
+    /// Every input row has an outcome.
+    pub complete: bool,
+    /// The job was complete before this run: nothing was sent.
+    pub already_complete: bool,
+    /// Why the run stopped before finishing.
+    pub stopped: Option<String>,
+}
+
+fn outcome_map<S: serde::Serializer>(map: &BTreeMap<Outcome, u64>, s: S) -> Result<S::Ok, S::Error> {
+    // Every outcome is listed, zeros included, so scripts can index without checking.
+    let full: BTreeMap<&str, u64> = Outcome::ALL
+        .iter()
+        .map(|o| (o.name(), map.get(o).copied().unwrap_or(0)))
+        .collect();
+    full.serialize(s)
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+impl Summary {
+    fn count(&self, o: Outcome) -> u64 {
+        self.counts.get(&o).copied().unwrap_or(0)
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        if !self.complete {
+            exit::STOPPED
+        } else if self.count(Outcome::Failed) + self.count(Outcome::Invalid) > 0 {
+            exit::ROWS_FAILED
+        } else {
+            exit::OK
+        }
+    }
+
+    /// The human summary, several lines.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let state = if self.already_complete {
+            "already complete: nothing to send".to_string()
+        } else if self.complete {
+            if self.dry_run { "dry run complete".into() } else { "complete".into() }
+        } else {
+            format!("stopped, resumable ({})", self.stopped.as_deref().unwrap_or("stopped"))
+        };
+        out.push_str(&format!("job {}: {state}\n", self.job));
+        let counts: Vec<String> = Outcome::ALL
+            .iter()
+            .map(|o| format!("{} {}", o.name(), self.count(*o)))
+            .collect();
+        out.push_str(&format!(
+            "  rows {}: {}, pending {}\n",
+            self.total_rows,
+            counts.join(", "),
+            self.pending
+        ));
+        let this_run: u64 = self.this_run.values().sum();
+        out.push_str(&format!(
+            "  this run: {this_run} rows in {:.1}s\n",
+            self.elapsed.as_secs_f64()
+        ));
+        for (name, v) in &self.vendors {
+            out.push_str(&format!(
+                "  vendor {name}: {} requests, {:.2} requests/s, {} rate-limit answers\n",
+                v.requests, v.requests_per_s, v.rate_limited
+            ));
+        }
+        out.push_str(&format!("  report: {}\n", self.report.display()));
+        out
+    }
+
+    /// Write the JSON summary (owner-only, like every file holding job data).
+    pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut file = create_private(path, false)?;
+        let mut json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        json.push(b'\n');
+        file.write_all(&json)?;
+        file.sync_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(complete: bool, failed: u64) -> Summary {
+        Summary {
+            job: "j".into(),
+            dry_run: false,
+            report: "r.csv".into(),
+            counts: BTreeMap::from([(Outcome::Unlinked, 3), (Outcome::Failed, failed)]),
+            this_run: BTreeMap::new(),
+            pending: 0,
+            total_rows: 3 + failed,
+            elapsed: Duration::from_millis(1500),
+            vendors: BTreeMap::new(),
+            complete,
+            already_complete: false,
+            stopped: None,
+        }
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(summary(true, 0).exit_code(), 0);
+        assert_eq!(summary(true, 1).exit_code(), 3);
+        assert_eq!(summary(false, 0).exit_code(), 4);
+    }
+
+    #[test]
+    fn json_lists_every_outcome() {
+        let v = serde_json::to_value(summary(true, 2)).unwrap();
+        assert_eq!(v["counts"]["unlinked"], 3);
+        assert_eq!(v["counts"]["failed"], 2);
+        assert_eq!(v["counts"]["dry_run"], 0);
+        assert_eq!(v["elapsed"], 1.5);
+    }
+}

@@ -1,0 +1,186 @@
+//! Helpers shared by the integration tests: run the real binaries, write jobs, read reports.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub const UNLINKER: &str = env!("CARGO_BIN_EXE_unlinker");
+pub const SIM: &str = env!("CARGO_BIN_EXE_unlinker-sim");
+
+/// The output of one `unlinker` run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Run `unlinker` with `args` and extra environment variables, blocking.
+pub fn unlinker(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(UNLINKER);
+    cmd.args(args).env_remove("RUST_BACKTRACE").stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run unlinker").into()
+}
+
+/// The same from async tests (the mock server keeps serving meanwhile).
+pub async fn unlinker_async(args: Vec<String>, env: Vec<(String, String)>) -> Run {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        unlinker(&args, &env)
+    })
+    .await
+    .unwrap()
+}
+
+/// A running `unlinker-sim`, killed on drop.
+pub struct Sim {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Sim {
+    pub fn start(args: &[&str]) -> Sim {
+        let mut child = Command::new(SIM)
+            .args(["--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start unlinker-sim");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected sim banner: {line:?}"))
+            .to_string();
+        Sim { child, url }
+    }
+
+    /// GET a simulator path and parse the JSON answer.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let body = http_get(&format!("{}{path}", self.url));
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad JSON from {path}: {e}: {body}"))
+    }
+
+    pub fn counters(&self) -> serde_json::Value {
+        self.get_json("/_sim/counters")
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 GET over loopback (keeps the tests free of an async client).
+pub fn http_get(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut stream = TcpStream::connect(host).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP answer");
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let Some((size, rest)) = body.split_once("\r\n") else { break };
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}
+
+/// Write `text` to `dir/name` and return the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// One report row as column → value.
+pub type Row = BTreeMap<String, String>;
+
+/// Read a CSV report.
+pub fn read_report(path: &Path) -> Vec<Row> {
+    let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            headers.iter().zip(r.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()
+        })
+        .collect()
+}
+
+/// Report rows by line number.
+pub fn by_line(rows: &[Row]) -> BTreeMap<u64, Row> {
+    rows.iter().map(|r| (r["line"].parse().unwrap(), r.clone())).collect()
+}
+
+/// An Auth0 job against `base_url` with a static token.
+pub fn auth0_job(dir: &Path, base_url: &str, input: &str, extra: &str) -> PathBuf {
+    write(
+        dir,
+        "job.toml",
+        &format!(
+            r#"
+name = "t"
+[input]
+path = "{input}"
+[output]
+report = "report.csv"
+[vendors.auth0]
+type = "auth0"
+base_url = "{base_url}"
+token = "${{TEST_TOKEN}}"
+rate = 1000
+burst = 1000
+concurrency = 8
+[retry]
+base_delay = "10ms"
+max_delay = "100ms"
+timeout = "5s"
+{extra}
+"#
+        ),
+    )
+}
+
+pub const TOKEN: &str = "tok-3f9a7c2e5d1b";
