@@ -1,10 +1,19 @@
-//! FusionAuth adapter (stub: being written).
+//! FusionAuth: remove a user's link to an identity provider.
+//!
+//! Wire facts are in VENDORS.md: a `DELETE /api/identity-provider/link` with the three ids in the
+//! query string, the bare API key in `Authorization` and, on multi-tenant deployments, the tenant in
+//! `X-FusionAuth-TenantId`. A repeated DELETE answers 200 or 404, so retries are safe.
 
+use std::time::SystemTime;
+
+use reqwest::Method;
+use serde::Deserialize;
 use url::Url;
 
+use super::wire::{WireAnswer, WireRequest, encode};
 use super::{
-    Adapter, ConfigError, Invalid, Pacing, Prepared, VendorDoc, VendorKind, Verdict, WireAnswer,
-    WireRequest,
+    Adapter, Class, ConfigDoc, ConfigError, FieldDoc, Invalid, Key, Pacing, Params, Prepared,
+    VendorDoc, VendorKind, Verdict, parse_config,
 };
 use crate::input::Fields;
 
@@ -14,38 +23,492 @@ pub const PACING: Pacing = Pacing {
     concurrency: 16,
 };
 
+const LINK_PATH: &str = "/api/identity-provider/link";
+
+const UUID_RULE: &str = "must be a UUID (8-4-4-4-12 hexadecimal digits)";
+
 pub const DOC: VendorDoc = VendorDoc {
     kind: VendorKind::FusionAuth,
-    title: "FusionAuth (not built yet)",
-    fields: &[],
-    key: "",
-    config: &[],
-    read_api: false,
+    title: "FusionAuth (DELETE /api/identity-provider/link)",
+    fields: &[
+        FieldDoc {
+            name: "user_id",
+            required: true,
+            rule: "the user's UUID",
+        },
+        FieldDoc {
+            name: "identity_provider_id",
+            required: true,
+            rule: "the identity provider's UUID",
+        },
+        FieldDoc {
+            name: "identity_provider_user_id",
+            required: true,
+            rule: "the user's id at the identity provider (non-empty, sent as given)",
+        },
+    ],
+    key: "{user_id}/{identity_provider_id}/{identity_provider_user_id}",
+    config: &[
+        ConfigDoc {
+            name: "base_url",
+            default: "",
+            about: "required: the deployment, e.g. https://acme.fusionauth.io",
+        },
+        ConfigDoc {
+            name: "api_key",
+            default: "",
+            about: "API key allowed to DELETE and GET /api/identity-provider/link",
+        },
+        ConfigDoc {
+            name: "tenant_id",
+            default: "",
+            about: "tenant UUID, sent as X-FusionAuth-TenantId (needed with several tenants)",
+        },
+    ],
+    read_api: true,
 };
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    api_key: Option<String>,
+    tenant_id: Option<String>,
+}
+
 #[derive(Debug)]
-pub struct FusionAuth;
+pub struct FusionAuth {
+    /// Scheme, host and any path prefix, no trailing slash.
+    base: String,
+    api_key: String,
+    tenant_id: Option<String>,
+}
 
 impl FusionAuth {
     pub fn from_config(
-        _table: toml::Table,
-        _base_url: Option<Url>,
+        table: toml::Table,
+        base_url: Option<Url>,
     ) -> Result<(Self, Url), ConfigError> {
-        Err(ConfigError::new(
-            "type",
-            "the fusionauth adapter is not built yet",
+        let config: Config = parse_config(table)?;
+        let url = base_url.ok_or_else(|| {
+            ConfigError::new(
+                "base_url",
+                "required: the FusionAuth deployment, e.g. https://acme.fusionauth.io",
+            )
+        })?;
+        let api_key = config
+            .api_key
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| ConfigError::new("api_key", "required (and not empty)"))?;
+        let tenant_id = match config.tenant_id {
+            None => None,
+            Some(t) => Some(
+                normalise_uuid(t.trim()).ok_or_else(|| ConfigError::new("tenant_id", UUID_RULE))?,
+            ),
+        };
+        let base = url.as_str().trim_end_matches('/').to_string();
+        Ok((
+            FusionAuth {
+                base,
+                api_key,
+                tenant_id,
+            },
+            url,
         ))
+    }
+
+    /// The link's URL: the same for the DELETE and the read.
+    fn link_request(&self, method: Method, p: &Params) -> WireRequest {
+        let url = format!(
+            "{}{LINK_PATH}?identityProviderId={}&identityProviderUserId={}&userId={}",
+            self.base,
+            encode(p.get("identity_provider_id")),
+            encode(p.get("identity_provider_user_id")),
+            encode(p.get("user_id")),
+        );
+        let req = WireRequest::new(method, url).header("Authorization", self.api_key.clone());
+        match &self.tenant_id {
+            Some(tenant) => req.header("X-FusionAuth-TenantId", tenant.clone()),
+            None => req,
+        }
+    }
+
+    /// Everything but a 200, for the DELETE and the read alike.
+    fn classify_error(answer: &WireAnswer) -> Verdict {
+        let request_id = answer.request_id_header();
+        let status = answer.status;
+        let (class, code) = match status {
+            404 => (
+                Class::Absent("the user, identity provider or link does not exist".into()),
+                None,
+            ),
+            400 => {
+                let (code, message) = first_error(&answer.json())
+                    .unwrap_or_else(|| (None, format!("HTTP 400: {}", answer.text_snippet())));
+                (Class::Failed(message), code)
+            }
+            401 => (
+                Class::Halt("fusionauth refused the API key (401)".into()),
+                None,
+            ),
+            403 => (
+                Class::Halt(
+                    "fusionauth refused the call (403): the API key lacks permission for \
+                     DELETE/GET /api/identity-provider/link"
+                        .into(),
+                ),
+                None,
+            ),
+            429 => (
+                Class::RateLimit(answer.retry_after(SystemTime::now())),
+                None,
+            ),
+            // SPEC section 4 retries 408 like a 5xx.
+            408 | 500..=599 => (
+                Class::Retry(format!("HTTP {status}: {}", answer.text_snippet())),
+                None,
+            ),
+            other => (
+                Class::Failed(format!(
+                    "unexpected HTTP {other}: {}",
+                    answer.text_snippet()
+                )),
+                None,
+            ),
+        };
+        Verdict::new(class).code(code).request_id(request_id)
     }
 }
 
+/// `8-4-4-4-12` hex digits, in lower case. FusionAuth treats ids case-insensitively and writes them
+/// in lower case, so rows differing only in case are the same link: the key and the request both
+/// carry the lower-cased form, which keeps duplicate detection and the sent value consistent.
+fn normalise_uuid(s: &str) -> Option<String> {
+    let groups: Vec<&str> = s.split('-').collect();
+    let shape_ok = groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()));
+    shape_ok.then(|| s.to_ascii_lowercase())
+}
+
+/// The first error code of a 400 body and a message listing every error (`None` when it lists
+/// none). `fieldErrors` comes first; its
+/// fields are in serde_json's (alphabetical) order, as FusionAuth's own order carries no meaning.
+fn first_error(body: &serde_json::Value) -> Option<(Option<String>, String)> {
+    let field_errors = body
+        .get("fieldErrors")
+        .and_then(|v| v.as_object())
+        .into_iter()
+        .flat_map(|fields| fields.values())
+        .filter_map(|v| v.as_array())
+        .flatten();
+    let general_errors = body
+        .get("generalErrors")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten();
+    let text = |e: &serde_json::Value, name: &str| -> String {
+        e.get(name)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let errors: Vec<(String, String)> = field_errors
+        .chain(general_errors)
+        .map(|e| (text(e, "code"), text(e, "message")))
+        .filter(|(c, m)| !c.is_empty() || !m.is_empty())
+        .collect();
+    if errors.is_empty() {
+        return None;
+    }
+    let code = errors
+        .iter()
+        .map(|(c, _)| c)
+        .find(|c| !c.is_empty())
+        .cloned();
+    let message = errors
+        .iter()
+        .map(|(c, m)| match (c.is_empty(), m.is_empty()) {
+            (false, false) => format!("{c}: {m}"),
+            (false, true) => c.clone(),
+            _ => m.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some((code, message))
+}
+
 impl Adapter for FusionAuth {
-    fn prepare(&self, _fields: &Fields) -> Result<Prepared, Invalid> {
-        unimplemented!()
+    fn prepare(&self, fields: &Fields) -> Result<Prepared, Invalid> {
+        let uuid = |name: &'static str| {
+            let value = fields
+                .get(name)
+                .ok_or_else(|| Invalid::new(name, "is required"))?;
+            normalise_uuid(value).ok_or_else(|| Invalid::new(name, UUID_RULE))
+        };
+        let user_id = uuid("user_id")?;
+        let idp_id = uuid("identity_provider_id")?;
+        let idp_user_id = fields
+            .get("identity_provider_user_id")
+            .ok_or_else(|| Invalid::new("identity_provider_user_id", "is required"))?;
+        let key = Key(format!("{user_id}/{idp_id}/{idp_user_id}"));
+        let mut params = Params::new();
+        params.set("user_id", user_id);
+        params.set("identity_provider_id", idp_id);
+        params.set("identity_provider_user_id", idp_user_id);
+        Ok(Prepared { key, params })
     }
-    fn build(&self, _row: &Prepared, _step: u8, _token: Option<&str>) -> WireRequest {
-        unimplemented!()
+
+    fn build(&self, row: &Prepared, _step: u8, _token: Option<&str>) -> WireRequest {
+        self.link_request(Method::DELETE, &row.params)
     }
-    fn classify(&self, _row: &Prepared, _step: u8, _answer: &WireAnswer) -> Verdict {
-        unimplemented!()
+
+    fn classify(&self, _row: &Prepared, _step: u8, answer: &WireAnswer) -> Verdict {
+        if answer.status != 200 {
+            return Self::classify_error(answer);
+        }
+        let request_id = answer.request_id_header();
+        let body_is_empty = answer.body.iter().all(u8::is_ascii_whitespace);
+        if body_is_empty || !answer.json().is_null() {
+            return Verdict::new(Class::Unlinked).request_id(request_id);
+        }
+        // A 200 page that is not FusionAuth's JSON (a proxy's or SSO login page) would say the same
+        // for every row: stop rather than record rows as unlinked or failed.
+        Verdict::new(Class::Halt(format!(
+            "fusionauth answered 200 with a body that is not JSON (is base_url the FusionAuth \
+             API?): {}",
+            answer.text_snippet()
+        )))
+        .request_id(request_id)
+    }
+
+    fn read(&self, row: &Prepared, _token: Option<&str>) -> Option<WireRequest> {
+        Some(self.link_request(Method::GET, &row.params))
+    }
+
+    fn classify_read(&self, _row: &Prepared, answer: &WireAnswer) -> Verdict {
+        match answer.status {
+            200 => Verdict::new(Class::Present).request_id(answer.request_id_header()),
+            _ => Self::classify_error(answer),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const USER: &str = "00000000-0000-0001-0000-000000000001";
+    const IDP: &str = "82339786-3dff-42a6-aac6-1f1ceecb6c46";
+
+    fn adapter(extra: &str) -> FusionAuth {
+        let table: toml::Table = toml::from_str(&format!("api_key = \"k3y\"\n{extra}")).unwrap();
+        let base = Url::parse("https://acme.fusionauth.io/").unwrap();
+        FusionAuth::from_config(table, Some(base)).unwrap().0
+    }
+
+    fn row(a: &FusionAuth, user: &str, idp: &str, idp_user: &str) -> Prepared {
+        a.prepare(&Fields::from_pairs([
+            ("user_id", user),
+            ("identity_provider_id", idp),
+            ("identity_provider_user_id", idp_user),
+        ]))
+        .unwrap()
+    }
+
+    fn answer(status: u16, body: &str) -> WireAnswer {
+        WireAnswer::new(status, body.to_string())
+    }
+
+    #[test]
+    fn builds_delete_with_encoded_query_and_bare_key() {
+        let a = adapter("");
+        let r = row(&a, USER, IDP, "ab|c d/e+f");
+        let req = a.build(&r, 0, None);
+        assert_eq!(req.method, Method::DELETE);
+        assert_eq!(
+            req.url,
+            "https://acme.fusionauth.io/api/identity-provider/link?\
+             identityProviderId=82339786-3dff-42a6-aac6-1f1ceecb6c46&\
+             identityProviderUserId=ab%7Cc%20d%2Fe%2Bf&\
+             userId=00000000-0000-0001-0000-000000000001"
+        );
+        assert_eq!(req.header_value("Authorization"), Some("k3y"));
+        assert_eq!(req.header_value("X-FusionAuth-TenantId"), None);
+        assert_eq!(req.headers.len(), 1);
+        assert!(req.form.is_empty());
+        assert!(!req.describe().contains("k3y"));
+        assert!(
+            req.describe()
+                .starts_with("DELETE https://acme.fusionauth.io/api/")
+        );
+    }
+
+    #[test]
+    fn sends_tenant_header_and_keeps_a_base_path() {
+        let table: toml::Table =
+            toml::from_str("api_key = \"k\"\ntenant_id = \"30663132-6464-6665-3032-326466613934\"")
+                .unwrap();
+        let base = Url::parse("http://127.0.0.1:9011/fa/").unwrap();
+        let (a, url) = FusionAuth::from_config(table, Some(base.clone())).unwrap();
+        assert_eq!(url, base);
+        let req = a.build(&row(&a, USER, IDP, "x"), 0, None);
+        assert!(
+            req.url
+                .starts_with("http://127.0.0.1:9011/fa/api/identity-provider/link?")
+        );
+        assert_eq!(
+            req.header_value("x-fusionauth-tenantid"),
+            Some("30663132-6464-6665-3032-326466613934")
+        );
+    }
+
+    #[test]
+    fn uuids_are_lower_cased_in_key_and_request() {
+        let a = adapter("");
+        let r = row(
+            &a,
+            &USER.to_uppercase(),
+            "82339786-3DFF-42A6-AAC6-1F1CEECB6C46",
+            "Id7",
+        );
+        assert_eq!(r.key.0, format!("{USER}/{IDP}/Id7"));
+        let url = a.build(&r, 0, None).url;
+        assert!(url.contains("identityProviderId=82339786-3dff-42a6-aac6-1f1ceecb6c46&"));
+        assert!(url.contains("identityProviderUserId=Id7&"));
+    }
+
+    #[test]
+    fn validates_rows() {
+        let a = adapter("");
+        let bad = |user: &str, idp: &str, idp_user: &str| {
+            let pairs = [
+                ("user_id", user),
+                ("identity_provider_id", idp),
+                ("identity_provider_user_id", idp_user),
+            ];
+            a.prepare(&Fields::from_pairs(pairs)).unwrap_err()
+        };
+        assert_eq!(bad("", IDP, "x"), Invalid::new("user_id", "is required"));
+        assert_eq!(bad("1234", IDP, "x"), Invalid::new("user_id", UUID_RULE));
+        // Right length, wrong grouping; non-hex digit; braces.
+        assert_eq!(
+            bad("000000000-000-0001-0000-000000000001", IDP, "x").field,
+            "user_id"
+        );
+        assert_eq!(
+            bad("g0000000-0000-0001-0000-000000000001", IDP, "x").field,
+            "user_id"
+        );
+        assert_eq!(
+            bad(USER, "", "x"),
+            Invalid::new("identity_provider_id", "is required")
+        );
+        assert_eq!(
+            bad(USER, &format!("{{{IDP}}}"), "x"),
+            Invalid::new("identity_provider_id", UUID_RULE)
+        );
+        assert_eq!(
+            bad(USER, IDP, ""),
+            Invalid::new("identity_provider_user_id", "is required")
+        );
+    }
+
+    #[test]
+    fn classification_table() {
+        let a = adapter("");
+        let r = row(&a, USER, IDP, "x");
+        let class = |status: u16, body: &str| a.classify(&r, 0, &answer(status, body)).class;
+        assert_eq!(class(200, ""), Class::Unlinked);
+        assert_eq!(
+            class(200, r#"{"identityProviderLink":{"userId":"u"}}"#),
+            Class::Unlinked
+        );
+        assert!(
+            matches!(class(200, "<html>login</html>"), Class::Halt(m) if m.contains("not JSON"))
+        );
+        assert!(matches!(class(404, ""), Class::Absent(_)));
+        assert!(matches!(class(401, ""), Class::Halt(m) if m.contains("401")));
+        assert!(matches!(class(403, ""), Class::Halt(m) if m.contains("403")));
+        assert_eq!(class(429, ""), Class::RateLimit(None));
+        let limited = a.classify(&r, 0, &answer(429, "").with_header("retry-after", "9"));
+        assert_eq!(
+            limited.class,
+            Class::RateLimit(Some(Duration::from_secs(9)))
+        );
+        assert!(matches!(class(500, ""), Class::Retry(m) if m.starts_with("HTTP 500")));
+        assert!(matches!(class(503, "down"), Class::Retry(m) if m.contains("down")));
+        assert!(matches!(class(408, ""), Class::Retry(_)));
+        assert!(matches!(class(409, "x"), Class::Failed(m) if m.contains("409")));
+        assert!(matches!(class(204, ""), Class::Failed(_)));
+    }
+
+    #[test]
+    fn bad_request_reports_the_first_error_code() {
+        let a = adapter("");
+        let r = row(&a, USER, IDP, "x");
+        let both = r#"{"fieldErrors":{"userId":[{"code":"[invalid]userId","message":"Bad user."},{"code":"[other]userId","message":"m2"}],"identityProviderId":[{"code":"[missing]identityProviderId","message":"Missing."}]},"generalErrors":[{"code":"[LinkLimit]","message":"g"}]}"#;
+        let v = a.classify(&r, 0, &answer(400, both).with_header("x-request-id", "rq1"));
+        assert_eq!(
+            v.vendor_code.as_deref(),
+            Some("[missing]identityProviderId")
+        );
+        assert_eq!(
+            v.class,
+            Class::Failed(
+                "[missing]identityProviderId: Missing.; [invalid]userId: Bad user.; \
+                 [other]userId: m2; [LinkLimit]: g"
+                    .into()
+            )
+        );
+        assert_eq!(v.request_id.as_deref(), Some("rq1"));
+        let general = r#"{"generalErrors":[{"code":"[NotLinked]","message":"No link."}]}"#;
+        let v = a.classify(&r, 0, &answer(400, general));
+        assert_eq!(v.vendor_code.as_deref(), Some("[NotLinked]"));
+        assert_eq!(v.class, Class::Failed("[NotLinked]: No link.".into()));
+        let v = a.classify(&r, 0, &answer(400, "nope"));
+        assert_eq!(v.vendor_code, None);
+        assert_eq!(v.class, Class::Failed("HTTP 400: nope".into()));
+    }
+
+    #[test]
+    fn read_uses_the_same_url() {
+        let a = adapter("tenant_id = \"30663132-6464-6665-3032-326466613934\"");
+        let r = row(&a, USER, IDP, "x");
+        let read = a.read(&r, None).unwrap();
+        let delete = a.build(&r, 0, None);
+        assert_eq!(read.method, Method::GET);
+        assert_eq!(read.url, delete.url);
+        assert_eq!(read.headers, delete.headers);
+        let class = |status: u16, body: &str| a.classify_read(&r, &answer(status, body)).class;
+        assert_eq!(
+            class(200, r#"{"identityProviderLinks":[]}"#),
+            Class::Present
+        );
+        assert!(matches!(class(404, ""), Class::Absent(_)));
+        assert!(matches!(class(401, ""), Class::Halt(_)));
+        assert!(matches!(class(502, ""), Class::Retry(_)));
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let base = || Some(Url::parse("https://a.fusionauth.io").unwrap());
+        let err = |src: &str, base: Option<Url>| {
+            FusionAuth::from_config(toml::from_str(src).unwrap(), base)
+                .unwrap_err()
+                .key
+        };
+        assert_eq!(err("api_key = \"k\"", None), "base_url");
+        assert_eq!(err("", base()), "api_key");
+        assert_eq!(err("api_key = \" \"", base()), "api_key");
+        assert_eq!(
+            err("api_key = \"k\"\ntenant_id = \"t1\"", base()),
+            "tenant_id"
+        );
+        assert_eq!(err("api_key = \"k\"\napikey = \"k\"", base()), "apikey");
     }
 }
