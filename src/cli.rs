@@ -143,7 +143,9 @@ fn fatal(e: &dyn std::fmt::Display) -> i32 {
 
 async fn cmd_run(args: RunArgs) -> i32 {
     if args.check {
-        eprintln!("error: --check is not built yet; a plain --dry-run makes no network call at all");
+        eprintln!(
+            "error: --check is not built yet; a plain --dry-run makes no network call at all"
+        );
         return exit::USAGE;
     }
     let overrides = Overrides {
@@ -188,18 +190,21 @@ async fn cmd_run(args: RunArgs) -> i32 {
 /// the journal is written before every call).
 fn install_signal_handlers(stop: Stop) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGTERM: {e}");
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        tracing::warn!("stopping: no new calls; finishing the calls in flight (signal again to exit at once)");
+        tracing::warn!(
+            "stopping: no new calls; finishing the calls in flight (signal again to exit at once)"
+        );
         stop.trigger();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
@@ -231,7 +236,11 @@ fn cmd_validate(job_path: PathBuf, input: Option<String>) -> i32 {
                 "{} rows: {} valid, {} invalid, {} duplicate",
                 v.rows, v.valid, v.invalid, v.duplicate
             );
-            if v.invalid > 0 { exit::ROWS_FAILED } else { exit::OK }
+            if v.invalid > 0 {
+                exit::ROWS_FAILED
+            } else {
+                exit::OK
+            }
         }
         Err(e) => fatal(&e),
     }
@@ -264,12 +273,34 @@ fn cmd_vendors() -> i32 {
         }
         out.push_str(&format!("  key: {}\n", doc.key));
         out.push_str("  config keys:\n");
-        out.push_str(&format!("    {:<28} {:<26} {}\n", "base_url", "", "override the vendor host (https, or http on loopback)"));
-        out.push_str(&format!("    {:<28} {:<26} {}\n", "rate", format!("default {}", p.rate), "requests per second"));
-        out.push_str(&format!("    {:<28} {:<26} {}\n", "burst", format!("default {}", p.burst), "token-bucket burst"));
-        out.push_str(&format!("    {:<28} {:<26} {}\n", "concurrency", format!("default {}", p.concurrency), "requests in flight"));
+        out.push_str(&format!(
+            "    {:<28} {:<26} {}\n",
+            "base_url", "", "override the vendor host (https, or http on loopback)"
+        ));
+        out.push_str(&format!(
+            "    {:<28} {:<26} {}\n",
+            "rate",
+            format!("default {}", p.rate),
+            "requests per second"
+        ));
+        out.push_str(&format!(
+            "    {:<28} {:<26} {}\n",
+            "burst",
+            format!("default {}", p.burst),
+            "token-bucket burst"
+        ));
+        out.push_str(&format!(
+            "    {:<28} {:<26} {}\n",
+            "concurrency",
+            format!("default {}", p.concurrency),
+            "requests in flight"
+        ));
         for c in doc.config {
-            let default = if c.default.is_empty() { String::new() } else { format!("default {}", c.default) };
+            let default = if c.default.is_empty() {
+                String::new()
+            } else {
+                format!("default {}", c.default)
+            };
             out.push_str(&format!("    {:<28} {default:<26} {}\n", c.name, c.about));
         }
         out.push_str(&format!(

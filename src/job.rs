@@ -313,10 +313,7 @@ pub fn resolve(
             toml::Value::Float(f) => f.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
             _ => {
-                return Err(key_err(
-                    &key,
-                    "must be a string, number or boolean".into(),
-                ));
+                return Err(key_err(&key, "must be a string, number or boolean".into()));
             }
         };
         defaults.insert(field.clone(), text);
@@ -345,10 +342,7 @@ pub fn resolve(
     let report_format = ReportFormat::from_path(&report).ok_or_else(|| {
         key_err(
             "output.report",
-            format!(
-                "{} must end in .csv or .jsonl",
-                report.display()
-            ),
+            format!("{} must end in .csv or .jsonl", report.display()),
         )
     })?;
     let checkpoint = match &raw.output.checkpoint {
@@ -372,22 +366,31 @@ pub fn resolve(
 
     // Vendors.
     if raw.vendors.is_empty() {
-        return Err(key_err("vendors", "at least one [vendors.NAME] table is required".into()));
+        return Err(key_err(
+            "vendors",
+            "at least one [vendors.NAME] table is required".into(),
+        ));
     }
     let mut vendors = Vec::new();
     for (vname, table) in raw.vendors {
         let prefix = format!("vendors.{vname}");
-        let mut table = interpolate_table(&prefix, table, env, &mut secrets).map_err(
-            |(key, var)| JobError::MissingVar {
-                path: path.clone(),
-                key,
-                var,
-            },
-        )?;
+        let mut table =
+            interpolate_table(&prefix, table, env, &mut secrets).map_err(|(key, var)| {
+                JobError::MissingVar {
+                    path: path.clone(),
+                    key,
+                    var,
+                }
+            })?;
         collect_literal_secrets(&table, &mut secrets);
         let kind_text = match table.remove("type") {
             Some(toml::Value::String(s)) => s,
-            Some(_) => return Err(key_err(&format!("{prefix}.type"), "must be a string".into())),
+            Some(_) => {
+                return Err(key_err(
+                    &format!("{prefix}.type"),
+                    "must be a string".into(),
+                ));
+            }
             None => {
                 return Err(key_err(
                     &format!("{prefix}.type"),
@@ -398,21 +401,28 @@ pub fn resolve(
         let kind = VendorKind::parse(&kind_text).ok_or_else(|| {
             key_err(
                 &format!("{prefix}.type"),
-                format!("unknown vendor type `{kind_text}`: use auth0, fusionauth, gigya or newspark"),
+                format!(
+                    "unknown vendor type `{kind_text}`: use auth0, fusionauth, gigya or newspark"
+                ),
             )
         })?;
         let pacing = kind.pacing();
-        let rate = take_number(&mut table, "rate").map_err(|m| key_err(&format!("{prefix}.rate"), m))?;
-        let burst = take_number(&mut table, "burst").map_err(|m| key_err(&format!("{prefix}.burst"), m))?;
+        let rate =
+            take_number(&mut table, "rate").map_err(|m| key_err(&format!("{prefix}.rate"), m))?;
+        let burst =
+            take_number(&mut table, "burst").map_err(|m| key_err(&format!("{prefix}.burst"), m))?;
         let concurrency = take_number(&mut table, "concurrency")
             .map_err(|m| key_err(&format!("{prefix}.concurrency"), m))?;
         let base_url = match table.remove("base_url") {
             None => None,
-            Some(toml::Value::String(s)) => Some(
-                check_base_url(&s).map_err(|m| key_err(&format!("{prefix}.base_url"), m))?,
-            ),
+            Some(toml::Value::String(s)) => {
+                Some(check_base_url(&s).map_err(|m| key_err(&format!("{prefix}.base_url"), m))?)
+            }
             Some(_) => {
-                return Err(key_err(&format!("{prefix}.base_url"), "must be a string".into()));
+                return Err(key_err(
+                    &format!("{prefix}.base_url"),
+                    "must be a string".into(),
+                ));
             }
         };
         let (adapter, url) = kind
@@ -423,7 +433,10 @@ pub fn resolve(
 
         let rate = overrides.rate.or(rate).unwrap_or(pacing.rate);
         if !(rate.is_finite() && rate > 0.0) {
-            return Err(key_err(&format!("{prefix}.rate"), "must be a positive number".into()));
+            return Err(key_err(
+                &format!("{prefix}.rate"),
+                "must be a positive number".into(),
+            ));
         }
         let burst = burst.map(|b| b as u32).unwrap_or(pacing.burst).max(1);
         let concurrency = overrides
@@ -431,7 +444,10 @@ pub fn resolve(
             .or(concurrency.map(|c| c as u32))
             .unwrap_or(pacing.concurrency);
         if concurrency == 0 {
-            return Err(key_err(&format!("{prefix}.concurrency"), "must be at least 1".into()));
+            return Err(key_err(
+                &format!("{prefix}.concurrency"),
+                "must be at least 1".into(),
+            ));
         }
         vendors.push(VendorSettings {
             name: vname,
@@ -445,7 +461,11 @@ pub fn resolve(
     }
 
     let retry = RetrySettings {
-        max_attempts: raw.retry.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS).max(1),
+        max_attempts: raw
+            .retry
+            .max_attempts
+            .unwrap_or(DEFAULT_MAX_ATTEMPTS)
+            .max(1),
         base_delay: raw.retry.base_delay.unwrap_or(DEFAULT_BASE_DELAY),
         max_delay: raw.retry.max_delay.unwrap_or(DEFAULT_MAX_DELAY),
         timeout: raw.retry.timeout.unwrap_or(DEFAULT_TIMEOUT),
@@ -596,7 +616,9 @@ pub fn check_base_url(text: &str) -> Result<Url, String> {
         "http" => Err(format!(
             "`{text}` is plain http to a host that is not loopback: use https (http is allowed only for localhost, 127.0.0.0/8 and [::1])"
         )),
-        other => Err(format!("`{text}`: scheme `{other}` is not supported: use https")),
+        other => Err(format!(
+            "`{text}`: scheme `{other}` is not supported: use https"
+        )),
     }
 }
 
@@ -652,7 +674,10 @@ token = "${TOK}"
     fn missing_variable_is_named() {
         let err = resolve_text(&MINIMAL.replace("${TOK}", "${NOPE}")).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("NOPE") && text.contains("vendors.a0.token"), "{text}");
+        assert!(
+            text.contains("NOPE") && text.contains("vendors.a0.token"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -77,12 +77,20 @@ impl Progress {
                 if total != u64::MAX && b.length() != Some(total) {
                     b.set_length(total);
                 }
-                b.set_message(format!("failed {}  rate-limited {}", self.failed, self.rate_limited()));
+                b.set_message(format!(
+                    "failed {}  rate-limited {}",
+                    self.failed,
+                    self.rate_limited()
+                ));
             }
             None if self.last_log.elapsed() >= LOG_INTERVAL => {
                 self.last_log = Instant::now();
                 let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-                let of = if total == u64::MAX { String::new() } else { format!("/{total}") };
+                let of = if total == u64::MAX {
+                    String::new()
+                } else {
+                    format!("/{total}")
+                };
                 tracing::info!(
                     "progress: {}{of} rows this run, {:.1} rows/s, {} failed, {} rate-limit answers",
                     self.done,

@@ -34,7 +34,14 @@ mod tests {
 
     #[test]
     fn steps_double_and_cap() {
-        let table = [(1, 500), (2, 1000), (3, 2000), (4, 4000), (8, 60_000), (40, 60_000)];
+        let table = [
+            (1, 500),
+            (2, 1000),
+            (3, 2000),
+            (4, 4000),
+            (8, 60_000),
+            (40, 60_000),
+        ];
         for (n, want) in table {
             assert_eq!(step(n, MS(500), MS(60_000)), MS(want), "attempt {n}");
         }

@@ -152,7 +152,11 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
     let started = Instant::now();
     let settings = Arc::new(settings);
 
-    if let Some(parent) = settings.report.parent().filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(parent) = settings
+        .report
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(parent).map_err(|error| RunError::Io {
             what: "cannot create the report folder",
             path: parent.to_path_buf(),
@@ -172,7 +176,13 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
     } else {
         0
     };
-    let mut report = open_report(&settings, journal.as_mut(), &loaded, forgotten > 0, opts.dry_run)?;
+    let mut report = open_report(
+        &settings,
+        journal.as_mut(),
+        &loaded,
+        forgotten > 0,
+        opts.dry_run,
+    )?;
     let previous: BTreeMap<Outcome, u64> = loaded.counts();
     let loaded = Arc::new(loaded);
 
@@ -201,7 +211,12 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
         .iter()
         .map(|v| {
             Arc::new(Lane {
-                limiter: Arc::new(Limiter::new(v.rate, v.burst, v.concurrency, settings.retry.max_delay)),
+                limiter: Arc::new(Limiter::new(
+                    v.rate,
+                    v.burst,
+                    v.concurrency,
+                    settings.retry.max_delay,
+                )),
                 vendor: VendorSettings {
                     name: v.name.clone(),
                     kind: v.kind,
@@ -287,27 +302,41 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
             match event {
                 Event::Intent { line, step, ack } => {
                     if let Some(j) = journal.as_mut() {
-                        j.intent(line, step).map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+                        j.intent(line, step).map_err(|e| {
+                            io_err("cannot write checkpoint", &settings.checkpoint, e)
+                        })?;
                     }
                     acks.push(ack);
                 }
                 Event::StepDone { line, step } => {
                     if let Some(j) = journal.as_mut() {
-                        j.step_done(line, step).map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+                        j.step_done(line, step).map_err(|e| {
+                            io_err("cannot write checkpoint", &settings.checkpoint, e)
+                        })?;
                     }
                 }
-                Event::Pending { line, sent, in_doubt } => {
+                Event::Pending {
+                    line,
+                    sent,
+                    in_doubt,
+                } => {
                     pending_this_run += 1;
                     if sent && !in_doubt {
                         if let Some(j) = journal.as_mut() {
-                            j.settled(line).map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+                            j.settled(line).map_err(|e| {
+                                io_err("cannot write checkpoint", &settings.checkpoint, e)
+                            })?;
                         }
                     }
                 }
                 Event::Row(row) => {
-                    report.write(&row).map_err(|e| io_err("cannot write report", &settings.report, e))?;
+                    report
+                        .write(&row)
+                        .map_err(|e| io_err("cannot write report", &settings.report, e))?;
                     if let Some(j) = journal.as_mut() {
-                        j.outcome(&row, report.len()).map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+                        j.outcome(&row, report.len()).map_err(|e| {
+                            io_err("cannot write checkpoint", &settings.checkpoint, e)
+                        })?;
                     }
                     *counts.entry(row.outcome).or_default() += 1;
                     progress.row(row.outcome);
@@ -347,12 +376,18 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
             }
         }
         // Group commit: report first, then the journal that points into it.
-        report.flush().map_err(|e| io_err("cannot write report", &settings.report, e))?;
+        report
+            .flush()
+            .map_err(|e| io_err("cannot write report", &settings.report, e))?;
         if let Some(j) = journal.as_mut() {
-            j.flush().map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+            j.flush()
+                .map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
             if last_sync.elapsed() >= SYNC_INTERVAL {
-                report.sync().map_err(|e| io_err("cannot write report", &settings.report, e))?;
-                j.sync().map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+                report
+                    .sync()
+                    .map_err(|e| io_err("cannot write report", &settings.report, e))?;
+                j.sync()
+                    .map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
                 last_sync = Instant::now();
             }
         }
@@ -362,9 +397,12 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
         progress.tick(&counts);
     }
     let _ = lanes_done.await;
-    report.sync().map_err(|e| io_err("cannot write report", &settings.report, e))?;
+    report
+        .sync()
+        .map_err(|e| io_err("cannot write report", &settings.report, e))?;
     if let Some(j) = journal.as_mut() {
-        j.sync().map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+        j.sync()
+            .map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
     }
     progress.finish();
     if let Some(e) = fatal {
@@ -437,7 +475,11 @@ fn io_err(what: &'static str, path: &std::path::Path, error: std::io::Error) -> 
 }
 
 fn open_checkpoint(settings: &Settings, fresh: bool) -> Result<(Checkpoint, Loaded), RunError> {
-    if let Some(parent) = settings.checkpoint.parent().filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(parent) = settings
+        .checkpoint
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(parent).map_err(|error| RunError::Io {
             what: "cannot create the checkpoint folder",
             path: parent.to_path_buf(),
@@ -464,7 +506,9 @@ fn open_checkpoint(settings: &Settings, fresh: bool) -> Result<(Checkpoint, Load
     if fresh {
         for path in [&settings.checkpoint, &settings.report] {
             match checkpoint::archive(path) {
-                Ok(Some(new)) => tracing::info!("--fresh: kept {} as {}", path.display(), new.display()),
+                Ok(Some(new)) => {
+                    tracing::info!("--fresh: kept {} as {}", path.display(), new.display())
+                }
                 Ok(None) => {}
                 Err(error) => {
                     return Err(RunError::Io {
@@ -559,7 +603,12 @@ fn read_rows(
             Ok((lane, row)) => {
                 let id = dedupe_id(&settings.vendors[lane].name, &row.key.0);
                 match seen.get(&id) {
-                    Some(&first) if first != line => Err((Some(lane), Some(row), format!("same vendor and key as line {first}"), Outcome::Duplicate)),
+                    Some(&first) if first != line => Err((
+                        Some(lane),
+                        Some(row),
+                        format!("same vendor and key as line {first}"),
+                        Outcome::Duplicate,
+                    )),
                     _ => {
                         seen.insert(id, line);
                         Ok((lane, row))
@@ -577,14 +626,29 @@ fn read_rows(
         }
         let event = match classified {
             Err((lane, row, message, outcome)) => Event::Row(Box::new(unsent_row(
-                settings, line, lane, row.as_ref(), outcome, message,
+                settings,
+                line,
+                lane,
+                row.as_ref(),
+                outcome,
+                message,
             ))),
             Ok((lane, row)) if dry_run => {
                 dispatched += 1;
-                let request = settings
-                    .secrets
-                    .scrub(&settings.vendors[lane].adapter.build(&row, 0, None).describe());
-                let mut r = unsent_row(settings, line, Some(lane), Some(&row), Outcome::DryRun, String::new());
+                let request = settings.secrets.scrub(
+                    &settings.vendors[lane]
+                        .adapter
+                        .build(&row, 0, None)
+                        .describe(),
+                );
+                let mut r = unsent_row(
+                    settings,
+                    line,
+                    Some(lane),
+                    Some(&row),
+                    Outcome::DryRun,
+                    String::new(),
+                );
                 r.request = request;
                 Event::Row(Box::new(r))
             }
@@ -622,7 +686,10 @@ fn classify_record(settings: &Settings, fields: Result<input::Fields, Invalid>) 
             None => {
                 return Err((
                     None,
-                    Invalid::new("vendor", format!("is required: one of {}", names.join(", "))),
+                    Invalid::new(
+                        "vendor",
+                        format!("is required: one of {}", names.join(", ")),
+                    ),
                 ));
             }
             Some(name) => settings.vendor_index(name).ok_or_else(|| {
@@ -630,7 +697,10 @@ fn classify_record(settings: &Settings, fields: Result<input::Fields, Invalid>) 
                     None,
                     Invalid::new(
                         "vendor",
-                        format!("`{name}` is not a vendor of this job: one of {}", names.join(", ")),
+                        format!(
+                            "`{name}` is not a vendor of this job: one of {}",
+                            names.join(", ")
+                        ),
                     ),
                 )
             })?,
@@ -662,7 +732,9 @@ fn unsent_row(
 ) -> ReportRow {
     ReportRow {
         line,
-        vendor: lane.map(|l| settings.vendors[l].name.clone()).unwrap_or_default(),
+        vendor: lane
+            .map(|l| settings.vendors[l].name.clone())
+            .unwrap_or_default(),
         key: row.map(|r| r.key.0.clone()).unwrap_or_default(),
         outcome,
         http_status: None,
@@ -775,7 +847,13 @@ async fn drive_row(ctx: &Ctx, lane: &Lane, work: &Work, st: &mut RowState) -> En
         match verdict.class {
             Class::Unlinked => {
                 if steps > 1 && step + 1 < steps {
-                    let _ = ctx.events.send(Event::StepDone { line: work.line, step }).await;
+                    let _ = ctx
+                        .events
+                        .send(Event::StepDone {
+                            line: work.line,
+                            step,
+                        })
+                        .await;
                 }
                 step += 1;
             }
@@ -796,7 +874,12 @@ async fn drive_row(ctx: &Ctx, lane: &Lane, work: &Work, st: &mut RowState) -> En
                 return End::Done(Outcome::Failed, join(&note, &message));
             }
             // `call` resolves every other class itself.
-            other => return End::Done(Outcome::Failed, format!("unexpected answer class {}", other.name())),
+            other => {
+                return End::Done(
+                    Outcome::Failed,
+                    format!("unexpected answer class {}", other.name()),
+                );
+            }
         }
     }
     End::Done(Outcome::Unlinked, note)
@@ -813,7 +896,13 @@ fn join(a: &str, b: &str) -> String {
 /// Make one logical call of a row (a step or a read), with retries, rate-limit pauses and
 /// re-authentication. Returns the final verdict (`Unlinked`, `Present`, `Absent` or `Failed`), or
 /// `Err(End::Pending)` when the run is stopping or halting.
-async fn call(ctx: &Ctx, lane: &Lane, work: &Work, st: &mut RowState, kind: CallKind) -> Result<Verdict, End> {
+async fn call(
+    ctx: &Ctx,
+    lane: &Lane,
+    work: &Work,
+    st: &mut RowState,
+    kind: CallKind,
+) -> Result<Verdict, End> {
     let adapter = &lane.vendor.adapter;
     let retry = &ctx.settings.retry;
     let mut budget_used = 0u32;
@@ -835,7 +924,17 @@ async fn call(ctx: &Ctx, lane: &Lane, work: &Work, st: &mut RowState, kind: Call
         };
         if let CallKind::Step(step) = kind {
             let (ack, acked) = oneshot::channel();
-            if ctx.events.send(Event::Intent { line: work.line, step, ack }).await.is_err() || acked.await.is_err() {
+            if ctx
+                .events
+                .send(Event::Intent {
+                    line: work.line,
+                    step,
+                    ack,
+                })
+                .await
+                .is_err()
+                || acked.await.is_err()
+            {
                 return Err(End::Pending);
             }
             st.in_doubt = true;
@@ -873,7 +972,9 @@ async fn call(ctx: &Ctx, lane: &Lane, work: &Work, st: &mut RowState, kind: Call
             Class::Retry(message) => {
                 if budget_used >= retry.max_attempts {
                     return Ok(Verdict {
-                        class: Class::Failed(format!("gave up after {budget_used} attempts: {message}")),
+                        class: Class::Failed(format!(
+                            "gave up after {budget_used} attempts: {message}"
+                        )),
                         ..verdict
                     });
                 }
@@ -948,11 +1049,14 @@ async fn lane_token(ctx: &Ctx, lane: &Lane) -> Result<Option<String>, End> {
         drop(permit);
         let transient = match answer {
             Ok(a) if a.status == 429 => {
-                lane.limiter.on_rate_limit(a.retry_after(std::time::SystemTime::now()));
+                lane.limiter
+                    .on_rate_limit(a.retry_after(std::time::SystemTime::now()));
                 attempts -= 1;
                 continue;
             }
-            Ok(a) if a.status == 408 || a.status >= 500 => format!("token endpoint answered HTTP {}", a.status),
+            Ok(a) if a.status == 408 || a.status >= 500 => {
+                format!("token endpoint answered HTTP {}", a.status)
+            }
             Ok(a) => match adapter.parse_token(&a) {
                 Ok((value, lifetime)) => {
                     tracing::debug!(vendor = %lane.vendor.name, "fetched a token valid for {lifetime:?}");
@@ -964,7 +1068,14 @@ async fn lane_token(ctx: &Ctx, lane: &Lane) -> Result<Option<String>, End> {
                 }
                 Err(message) => {
                     drop(slot);
-                    halt(ctx, format!("vendor `{}`: cannot get a token: {message}", lane.vendor.name)).await;
+                    halt(
+                        ctx,
+                        format!(
+                            "vendor `{}`: cannot get a token: {message}",
+                            lane.vendor.name
+                        ),
+                    )
+                    .await;
                     return Err(End::Pending);
                 }
             },
@@ -972,10 +1083,25 @@ async fn lane_token(ctx: &Ctx, lane: &Lane) -> Result<Option<String>, End> {
         };
         if attempts >= retry.max_attempts {
             drop(slot);
-            halt(ctx, format!("vendor `{}`: cannot get a token after {attempts} attempts: {transient}", lane.vendor.name)).await;
+            halt(
+                ctx,
+                format!(
+                    "vendor `{}`: cannot get a token after {attempts} attempts: {transient}",
+                    lane.vendor.name
+                ),
+            )
+            .await;
             return Err(End::Pending);
         }
-        if !ctx.stop.sleep(retry::backoff_random(attempts, retry.base_delay, retry.max_delay)).await {
+        if !ctx
+            .stop
+            .sleep(retry::backoff_random(
+                attempts,
+                retry.base_delay,
+                retry.max_delay,
+            ))
+            .await
+        {
             return Err(End::Pending);
         }
     }
@@ -994,18 +1120,25 @@ async fn invalidate_token(lane: &Lane, used: &str) {
 async fn send(http: &reqwest::Client, request: &WireRequest) -> Result<WireAnswer, String> {
     let mut builder = http.request(request.method.clone(), &request.url);
     for (name, value) in &request.headers {
-        builder = builder.header(*name, value);
+        builder = builder.header(name.as_ref(), value);
     }
     if !request.form.is_empty() {
         builder = builder
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .body(request.form_body());
     }
     let response = builder.send().await.map_err(describe_transport)?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.bytes().await.map_err(describe_transport)?;
-    Ok(WireAnswer { status, headers, body })
+    Ok(WireAnswer {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn describe_transport(e: reqwest::Error) -> String {
@@ -1040,7 +1173,10 @@ pub struct Validation {
 
 /// Check every input row as a run would, without any network call or checkpoint. `problem` is
 /// called for each invalid or duplicate row with its line and message.
-pub fn validate(settings: &Settings, mut problem: impl FnMut(u64, &str)) -> Result<Validation, InputError> {
+pub fn validate(
+    settings: &Settings,
+    mut problem: impl FnMut(u64, &str),
+) -> Result<Validation, InputError> {
     let mut v = Validation::default();
     let mut seen: HashMap<u128, u64> = HashMap::new();
     for record in input::open(&settings.input)? {
@@ -1056,7 +1192,10 @@ pub fn validate(settings: &Settings, mut problem: impl FnMut(u64, &str)) -> Resu
                 match seen.get(&id) {
                     Some(&first) => {
                         v.duplicate += 1;
-                        problem(record.line, &format!("duplicate: same vendor and key as line {first}"));
+                        problem(
+                            record.line,
+                            &format!("duplicate: same vendor and key as line {first}"),
+                        );
                     }
                     None => {
                         seen.insert(id, record.line);
@@ -1085,7 +1224,9 @@ pub fn status(settings: &Settings) -> Result<String, RunError> {
     let in_doubt = loaded.in_doubt().count() as u64;
     let (total, changed) = match &settings.input.source {
         Source::File(p) => {
-            let total = input::open(&settings.input)?.take_while(|r| r.is_ok()).count() as u64;
+            let total = input::open(&settings.input)?
+                .take_while(|r| r.is_ok())
+                .count() as u64;
             let hash = input::content_hash(p).map_err(|error| InputError::Open {
                 source_name: p.display().to_string(),
                 error,
@@ -1096,11 +1237,18 @@ pub fn status(settings: &Settings) -> Result<String, RunError> {
     };
     let mut out = format!("job {}\n  checkpoint: {}\n", settings.name, path.display());
     for o in Outcome::ALL {
-        out.push_str(&format!("  {:<10} {}\n", o.name(), counts.get(&o).copied().unwrap_or(0)));
+        out.push_str(&format!(
+            "  {:<10} {}\n",
+            o.name(),
+            counts.get(&o).copied().unwrap_or(0)
+        ));
     }
     out.push_str(&format!("  recorded   {recorded}\n"));
     if let Some(total) = total {
-        out.push_str(&format!("  pending    {}\n", total.saturating_sub(recorded)));
+        out.push_str(&format!(
+            "  pending    {}\n",
+            total.saturating_sub(recorded)
+        ));
     }
     out.push_str(&format!("  in doubt   {in_doubt}\n"));
     let state = if changed {

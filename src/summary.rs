@@ -52,7 +52,10 @@ pub struct Summary {
     pub stopped: Option<String>,
 }
 
-fn outcome_map<S: serde::Serializer>(map: &BTreeMap<Outcome, u64>, s: S) -> Result<S::Ok, S::Error> {
+fn outcome_map<S: serde::Serializer>(
+    map: &BTreeMap<Outcome, u64>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     // Every outcome is listed, zeros included, so scripts can index without checking.
     let full: BTreeMap<&str, u64> = Outcome::ALL
         .iter()
@@ -86,9 +89,16 @@ impl Summary {
         let state = if self.already_complete {
             "already complete: nothing to send".to_string()
         } else if self.complete {
-            if self.dry_run { "dry run complete".into() } else { "complete".into() }
+            if self.dry_run {
+                "dry run complete".into()
+            } else {
+                "complete".into()
+            }
         } else {
-            format!("stopped, resumable ({})", self.stopped.as_deref().unwrap_or("stopped"))
+            format!(
+                "stopped, resumable ({})",
+                self.stopped.as_deref().unwrap_or("stopped")
+            )
         };
         out.push_str(&format!("job {}: {state}\n", self.job));
         let counts: Vec<String> = Outcome::ALL

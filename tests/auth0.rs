@@ -11,7 +11,11 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 fn args(job: &std::path::Path, extra: &[&str]) -> Vec<String> {
-    let mut v = vec!["run".to_string(), job.display().to_string(), "--no-progress".into()];
+    let mut v = vec![
+        "run".to_string(),
+        job.display().to_string(),
+        "--no-progress".into(),
+    ];
     v.extend(extra.iter().map(|s| s.to_string()));
     v
 }
@@ -44,7 +48,11 @@ async fn wire_request_is_encoded_and_carries_the_bearer_token() {
         .mount(&server)
         .await;
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "in.csv", &csv_rows(&[("auth0|5f7c", "google-oauth2", "\"12 3/4+x\"")]));
+    write(
+        dir.path(),
+        "in.csv",
+        &csv_rows(&[("auth0|5f7c", "google-oauth2", "\"12 3/4+x\"")]),
+    );
     let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
     let run = unlinker_async(args(&job, &[]), env()).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -55,7 +63,10 @@ async fn wire_request_is_encoded_and_carries_the_bearer_token() {
         reqs[0].url.path(),
         "/api/v2/users/auth0%7C5f7c/identities/google-oauth2/12%203%2F4%2Bx"
     );
-    assert_eq!(reqs[0].headers.get("authorization").unwrap(), &format!("Bearer {TOKEN}"));
+    assert_eq!(
+        reqs[0].headers.get("authorization").unwrap(),
+        &format!("Bearer {TOKEN}")
+    );
     assert!(reqs[0].body.is_empty());
 
     let rows = read_report(&dir.path().join("report.csv"));
@@ -66,7 +77,11 @@ async fn wire_request_is_encoded_and_carries_the_bearer_token() {
     assert_eq!(r["http_status"], "200");
     assert_eq!(r["request_id"], "req-77");
     assert_eq!(r["attempts"], "1");
-    assert!(r["request"].starts_with("DELETE http://127.0.0.1:"), "{}", r["request"]);
+    assert!(
+        r["request"].starts_with("DELETE http://127.0.0.1:"),
+        "{}",
+        r["request"]
+    );
     assert!(!r["request"].contains(TOKEN));
 }
 
@@ -84,7 +99,9 @@ async fn every_answer_class_lands_in_the_right_outcome() {
     answer("timeout408", 408, "").mount(&server).await;
     answer("conflict", 409, "").mount(&server).await;
     answer("down", 503, "unavailable").mount(&server).await;
-    answer("teapot", 418, "short and stout").mount(&server).await;
+    answer("teapot", 418, "short and stout")
+        .mount(&server)
+        .await;
 
     let dir = tempfile::tempdir().unwrap();
     write(
@@ -117,8 +134,15 @@ async fn every_answer_class_lands_in_the_right_outcome() {
     assert_eq!(rows[&4]["attempts"], "1", "400 is final: no retry");
     for line in [5, 6, 7] {
         assert_eq!(outcome(line), "failed", "line {line}");
-        assert_eq!(rows[&line]["attempts"], "3", "retried up to max_attempts: line {line}");
-        assert!(rows[&line]["message"].starts_with("gave up after 3 attempts"), "{}", rows[&line]["message"]);
+        assert_eq!(
+            rows[&line]["attempts"], "3",
+            "retried up to max_attempts: line {line}"
+        );
+        assert!(
+            rows[&line]["message"].starts_with("gave up after 3 attempts"),
+            "{}",
+            rows[&line]["message"]
+        );
     }
     assert_eq!(outcome(8), "failed");
     assert_eq!(rows[&8]["attempts"], "1");
@@ -139,7 +163,11 @@ async fn transient_errors_are_retried_then_succeed() {
         .mount(&server)
         .await;
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "in.csv", &csv_rows(&[("auth0|a", "github", "1")]));
+    write(
+        dir.path(),
+        "in.csv",
+        &csv_rows(&[("auth0|a", "github", "1")]),
+    );
     let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
     let run = unlinker_async(args(&job, &[]), env()).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -171,28 +199,46 @@ async fn rate_limit_pause(limited: ResponseTemplate, pause: Duration) {
     let server = MockServer::start().await;
     let times = Arc::new(Mutex::new(Vec::new()));
     Mock::given(method("DELETE"))
-        .respond_with(LimitOnce { times: times.clone(), limited })
+        .respond_with(LimitOnce {
+            times: times.clone(),
+            limited,
+        })
         .mount(&server)
         .await;
     let dir = tempfile::tempdir().unwrap();
     write(
         dir.path(),
         "in.csv",
-        &csv_rows(&[("auth0|a", "github", "1"), ("auth0|b", "github", "2"), ("auth0|c", "github", "3")]),
+        &csv_rows(&[
+            ("auth0|a", "github", "1"),
+            ("auth0|b", "github", "2"),
+            ("auth0|c", "github", "3"),
+        ]),
     );
     // One call at a time, so the pause is the only thing between the first and second call.
-    let job = auth0_job(dir.path(), &server.uri(), "in.csv", "max_attempts = 1")
-        .to_path_buf();
-    let text = std::fs::read_to_string(&job).unwrap().replace("concurrency = 8", "concurrency = 1");
+    let job = auth0_job(dir.path(), &server.uri(), "in.csv", "max_attempts = 1").to_path_buf();
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("concurrency = 8", "concurrency = 1");
     std::fs::write(&job, text).unwrap();
     let run = unlinker_async(args(&job, &[]), env()).await;
-    assert_eq!(run.code, 0, "rate-limit answers do not use up attempts\n{}", run.stderr);
+    assert_eq!(
+        run.code, 0,
+        "rate-limit answers do not use up attempts\n{}",
+        run.stderr
+    );
     let times = times.lock().unwrap().clone();
     assert_eq!(times.len(), 4, "three rows, one of them twice");
     let gap = times[1] - times[0];
     // Measured against a tolerance (epoch-second resets are rounded by the server).
-    assert!(gap >= pause - Duration::from_millis(50), "no request during the pause: {gap:?}");
-    assert!(gap < pause + Duration::from_secs(2), "resumed promptly: {gap:?}");
+    assert!(
+        gap >= pause - Duration::from_millis(50),
+        "no request during the pause: {gap:?}"
+    );
+    assert!(
+        gap < pause + Duration::from_secs(2),
+        "resumed promptly: {gap:?}"
+    );
     let rows = read_report(&dir.path().join("report.csv"));
     assert!(rows.iter().all(|r| r["outcome"] == "unlinked"));
     let summary = run.stderr;
@@ -210,7 +256,11 @@ async fn retry_after_pauses_the_vendor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x_ratelimit_reset_pauses_the_vendor() {
-    let reset = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3;
+    let reset = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3;
     // The reset is whole epoch seconds: the pause is between 2 and 3 s from the first call.
     rate_limit_pause(
         ResponseTemplate::new(429)
@@ -240,7 +290,12 @@ impl Respond for Tokens {
     }
 }
 
-fn client_credentials_job(dir: &std::path::Path, uri: &str, rows: usize, extra: &str) -> std::path::PathBuf {
+fn client_credentials_job(
+    dir: &std::path::Path,
+    uri: &str,
+    rows: usize,
+    extra: &str,
+) -> std::path::PathBuf {
     let mut input = String::from("user_id,provider,identity_user_id\n");
     for i in 0..rows {
         input.push_str(&format!("auth0|u{i},github,{i}\n"));
@@ -249,8 +304,14 @@ fn client_credentials_job(dir: &std::path::Path, uri: &str, rows: usize, extra: 
     let job = auth0_job(dir, uri, "in.csv", "");
     let text = std::fs::read_to_string(&job)
         .unwrap()
-        .replace("token = \"${TEST_TOKEN}\"", "client_id = \"cid\"\nclient_secret = \"${TEST_SECRET}\"")
-        .replace("rate = 1000", &format!("rate = {}", if extra.is_empty() { "1000" } else { extra }));
+        .replace(
+            "token = \"${TEST_TOKEN}\"",
+            "client_id = \"cid\"\nclient_secret = \"${TEST_SECRET}\"",
+        )
+        .replace(
+            "rate = 1000",
+            &format!("rate = {}", if extra.is_empty() { "1000" } else { extra }),
+        );
     std::fs::write(&job, text).unwrap();
     job
 }
@@ -265,7 +326,10 @@ async fn client_credentials_token_is_fetched_once_for_many_rows() {
     let calls = Arc::new(AtomicU32::new(0));
     Mock::given(method("POST"))
         .and(path("/oauth/token"))
-        .respond_with(Tokens { calls: calls.clone(), expires_in: 86400 })
+        .respond_with(Tokens {
+            calls: calls.clone(),
+            expires_in: 86400,
+        })
         .mount(&server)
         .await;
     Mock::given(method("DELETE"))
@@ -277,9 +341,17 @@ async fn client_credentials_token_is_fetched_once_for_many_rows() {
     let run = unlinker_async(args(&job, &[]), cc_env()).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one token for all rows");
-    let deletes: Vec<Request> = requests(&server).await.into_iter().filter(|r| r.method.as_str() == "DELETE").collect();
+    let deletes: Vec<Request> = requests(&server)
+        .await
+        .into_iter()
+        .filter(|r| r.method.as_str() == "DELETE")
+        .collect();
     assert_eq!(deletes.len(), 40);
-    assert!(deletes.iter().all(|r| r.headers.get("authorization").unwrap() == "Bearer T1"));
+    assert!(
+        deletes
+            .iter()
+            .all(|r| r.headers.get("authorization").unwrap() == "Bearer T1")
+    );
     assert_eq!(read_report(&dir.path().join("report.csv")).len(), 40);
 }
 
@@ -289,7 +361,10 @@ async fn client_credentials_token_is_refreshed_before_expiry() {
     let calls = Arc::new(AtomicU32::new(0));
     Mock::given(method("POST"))
         .and(path("/oauth/token"))
-        .respond_with(Tokens { calls: calls.clone(), expires_in: 1 })
+        .respond_with(Tokens {
+            calls: calls.clone(),
+            expires_in: 1,
+        })
         .mount(&server)
         .await;
     Mock::given(method("DELETE"))
@@ -302,7 +377,10 @@ async fn client_credentials_token_is_refreshed_before_expiry() {
     let run = unlinker_async(args(&job, &[]), cc_env()).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let n = calls.load(Ordering::SeqCst);
-    assert!((3..=6).contains(&n), "refreshed about once a second, got {n} fetches");
+    assert!(
+        (3..=6).contains(&n),
+        "refreshed about once a second, got {n} fetches"
+    );
 }
 
 /// Refuses the first token with 401; accepts any later one.
@@ -311,7 +389,8 @@ struct RefuseFirstToken;
 impl Respond for RefuseFirstToken {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         if req.headers.get("authorization").unwrap() == "Bearer T1" {
-            ResponseTemplate::new(401).set_body_string(r#"{"statusCode":401,"message":"Expired token"}"#)
+            ResponseTemplate::new(401)
+                .set_body_string(r#"{"statusCode":401,"message":"Expired token"}"#)
         } else {
             ResponseTemplate::new(200).set_body_string("[]")
         }
@@ -324,10 +403,16 @@ async fn a_401_refreshes_the_token_once_then_succeeds() {
     let calls = Arc::new(AtomicU32::new(0));
     Mock::given(method("POST"))
         .and(path("/oauth/token"))
-        .respond_with(Tokens { calls: calls.clone(), expires_in: 86400 })
+        .respond_with(Tokens {
+            calls: calls.clone(),
+            expires_in: 86400,
+        })
         .mount(&server)
         .await;
-    Mock::given(method("DELETE")).respond_with(RefuseFirstToken).mount(&server).await;
+    Mock::given(method("DELETE"))
+        .respond_with(RefuseFirstToken)
+        .mount(&server)
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let job = client_credentials_job(dir.path(), &server.uri(), 1, "");
     let run = unlinker_async(args(&job, &[]), cc_env()).await;
@@ -342,16 +427,25 @@ async fn halts_on(status: u16, cc: bool) {
     let calls = Arc::new(AtomicU32::new(0));
     Mock::given(method("POST"))
         .and(path("/oauth/token"))
-        .respond_with(Tokens { calls: calls.clone(), expires_in: 86400 })
+        .respond_with(Tokens {
+            calls: calls.clone(),
+            expires_in: 86400,
+        })
         .mount(&server)
         .await;
     Mock::given(method("DELETE"))
-        .respond_with(ResponseTemplate::new(status).set_body_string(r#"{"message":"nope","errorCode":"insufficient_scope"}"#))
+        .respond_with(
+            ResponseTemplate::new(status)
+                .set_body_string(r#"{"message":"nope","errorCode":"insufficient_scope"}"#),
+        )
         .mount(&server)
         .await;
     let dir = tempfile::tempdir().unwrap();
     let (job, env) = if cc {
-        (client_credentials_job(dir.path(), &server.uri(), 20, ""), cc_env())
+        (
+            client_credentials_job(dir.path(), &server.uri(), 20, ""),
+            cc_env(),
+        )
     } else {
         let mut input = String::from("user_id,provider,identity_user_id\n");
         for i in 0..20 {
@@ -367,10 +461,18 @@ async fn halts_on(status: u16, cc: bool) {
     // The refused rows stay pending: nothing is recorded as failed.
     let rows = read_report(&dir.path().join("report.csv"));
     assert!(rows.is_empty(), "{rows:?}");
-    let deletes = requests(&server).await.into_iter().filter(|r| r.method.as_str() == "DELETE").count();
+    let deletes = requests(&server)
+        .await
+        .into_iter()
+        .filter(|r| r.method.as_str() == "DELETE")
+        .count();
     assert!(deletes <= 16, "stopped starting calls at once: {deletes}");
     if cc && status == 401 {
-        assert_eq!(calls.load(Ordering::SeqCst), 2, "one refresh after the 401, then halt");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "one refresh after the 401, then halt"
+        );
     }
 }
 
@@ -402,14 +504,29 @@ async fn consecutive_failures_halt_the_run() {
         input.push_str(&format!("auth0|u{i},github,{i}\n"));
     }
     write(dir.path(), "in.csv", &input);
-    let job = auth0_job(dir.path(), &server.uri(), "in.csv", "[halt]\nmax_consecutive_failures = 5");
-    let text = std::fs::read_to_string(&job).unwrap().replace("concurrency = 8", "concurrency = 1");
+    let job = auth0_job(
+        dir.path(),
+        &server.uri(),
+        "in.csv",
+        "[halt]\nmax_consecutive_failures = 5",
+    );
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("concurrency = 8", "concurrency = 1");
     std::fs::write(&job, text).unwrap();
     let run = unlinker_async(args(&job, &[]), env()).await;
     assert_eq!(run.code, 4, "{}", run.stderr);
-    assert!(run.stderr.contains("5 consecutive rows failed"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("5 consecutive rows failed"),
+        "{}",
+        run.stderr
+    );
     let rows = read_report(&dir.path().join("report.csv"));
-    assert!((5..=7).contains(&rows.len()), "stopped near the threshold: {}", rows.len());
+    assert!(
+        (5..=7).contains(&rows.len()),
+        "stopped near the threshold: {}",
+        rows.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,13 +536,23 @@ async fn dry_run_sends_nothing_not_even_a_token_request() {
     let job = client_credentials_job(dir.path(), &server.uri(), 5, "");
     let run = unlinker_async(args(&job, &["--dry-run"]), cc_env()).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(requests(&server).await.is_empty(), "a dry run makes no network call");
+    assert!(
+        requests(&server).await.is_empty(),
+        "a dry run makes no network call"
+    );
     assert!(!dir.path().join("report.csv").exists());
-    assert!(!dir.path().join("report.csv.ckpt").exists(), "a dry run never writes the checkpoint");
+    assert!(
+        !dir.path().join("report.csv.ckpt").exists(),
+        "a dry run never writes the checkpoint"
+    );
     let rows = read_report(&dir.path().join("report.dry-run.csv"));
     assert_eq!(rows.len(), 5);
     assert!(rows.iter().all(|r| r["outcome"] == "dry_run"));
-    assert!(rows[0]["request"].starts_with("DELETE http://"), "{}", rows[0]["request"]);
+    assert!(
+        rows[0]["request"].starts_with("DELETE http://"),
+        "{}",
+        rows[0]["request"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,13 +561,19 @@ async fn secrets_never_appear_in_any_output() {
     let calls = Arc::new(AtomicU32::new(0));
     Mock::given(method("POST"))
         .and(path("/oauth/token"))
-        .respond_with(Tokens { calls, expires_in: 86400 })
+        .respond_with(Tokens {
+            calls,
+            expires_in: 86400,
+        })
         .mount(&server)
         .await;
     // Failures whose messages echo the request, to tempt a leak.
     Mock::given(method("DELETE"))
         .and(path_regex("u1/"))
-        .respond_with(ResponseTemplate::new(400).set_body_string(r#"{"message":"client_secret cs-8d1e2f rejected"}"#))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_string(r#"{"message":"client_secret cs-8d1e2f rejected"}"#),
+        )
         .mount(&server)
         .await;
     Mock::given(method("DELETE"))

@@ -328,14 +328,67 @@ impl ConfigError {
 }
 
 /// Deserialize a vendor's own config struct from its table, turning serde's message (which names
-/// unknown or missing keys) into a [`ConfigError`].
+/// unknown or missing keys) into a [`ConfigError`]. Values are never quoted back: a mistyped
+/// credential must not end up in an error message.
 pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(
     table: toml::Table,
 ) -> Result<T, ConfigError> {
+    let keys: Vec<String> = table.keys().cloned().collect();
     T::deserialize(toml::Value::Table(table)).map_err(|e| {
         let msg = e.message().to_string();
-        // serde names the key in backticks: "unknown field `x`, expected ..." / "missing field `x`".
-        let key = msg.split('`').nth(1).unwrap_or("").to_string();
-        ConfigError::new(key, msg)
+        // serde names keys in backticks: "unknown field `x`, expected ..." / "missing field `x`".
+        let named = msg.split('`').nth(1).unwrap_or("").to_string();
+        if msg.starts_with("unknown field") || msg.starts_with("missing field") {
+            let message = match msg.split_once(", expected") {
+                Some((head, tail)) => format!("{head}; expected{tail}"),
+                None => msg.clone(),
+            };
+            return ConfigError::new(named, message);
+        }
+        // "invalid type: string \"<value>\", expected ...": keep only what was expected. The key
+        // is not in the message; name the table's keys the error can be about.
+        let expected = msg
+            .split_once("expected")
+            .map(|(_, e)| format!("expected{e}"))
+            .unwrap_or_else(|| "has the wrong type or value".to_string());
+        let key = if keys.len() == 1 {
+            keys[0].clone()
+        } else {
+            String::new()
+        };
+        let message = if key.is_empty() {
+            format!(
+                "a value has the wrong type or is not allowed ({expected}); keys given: {}",
+                keys.join(", ")
+            )
+        } else {
+            format!("wrong type or value ({expected})")
+        };
+        ConfigError::new(key, message)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Demo {
+        token: String,
+        flag: Option<bool>,
+    }
+
+    #[test]
+    fn config_errors_never_quote_values() {
+        let table: toml::Table =
+            toml::from_str("token = \"s3cr3t-value\"\nflag = \"s3cr3t-value\"").unwrap();
+        let e = parse_config::<Demo>(table).unwrap_err();
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        let table: toml::Table = toml::from_str("token = \"x\"\ncolour = 1").unwrap();
+        assert_eq!(parse_config::<Demo>(table).unwrap_err().key, "colour");
+        let table: toml::Table = toml::from_str("flag = true").unwrap();
+        assert_eq!(parse_config::<Demo>(table).unwrap_err().key, "token");
+    }
 }

@@ -141,9 +141,8 @@ struct Config {
 #[derive(Debug)]
 pub struct Newspark {
     action: Url,
-    /// Header names come from the job file, but `WireRequest` takes `&'static str` names: they are
-    /// leaked once, when the job is loaded (a handful of short strings per run).
-    headers: Vec<(&'static str, String)>,
+    /// Configured headers (a session cookie, ...): sent, never rendered.
+    headers: Vec<(String, String)>,
     /// Constant form fields, all treated as secrets.
     form: Vec<(String, String)>,
     redirect_url: String,
@@ -181,7 +180,6 @@ impl Newspark {
                 if HeaderValue::from_str(&value).is_err() {
                     return Err(ConfigError::new(key, "is not a valid header value"));
                 }
-                let name: &'static str = Box::leak(name.into_boxed_str());
                 Ok((name, value))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -392,7 +390,7 @@ impl Adapter for Newspark {
             req = req.secret_field(name, value);
         }
         for (name, value) in &self.headers {
-            req = req.header(name, value);
+            req = req.header(name.clone(), value);
         }
         req
     }

@@ -4,6 +4,7 @@
 //! the same value is sent, rendered (with secrets removed) into the report's `request` column, and
 //! compared in unit tests.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -31,7 +32,7 @@ pub struct WireRequest {
     /// The full URL, already encoded.
     pub url: String,
     /// Request headers. Never rendered into reports: they often carry credentials.
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(Cow<'static, str>, String)>,
     /// Form fields (`application/x-www-form-urlencoded` body) for a POST; empty otherwise.
     pub form: Vec<(String, String)>,
     /// Names of form fields whose values are secrets; rendered as `[redacted]`.
@@ -52,8 +53,8 @@ impl WireRequest {
         }
     }
 
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
+    pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
         self
     }
 

@@ -31,7 +31,9 @@ impl From<Output> for Run {
 /// Run `unlinker` with `args` and extra environment variables, blocking.
 pub fn unlinker(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(UNLINKER);
-    cmd.args(args).env_remove("RUST_BACKTRACE").stdin(Stdio::null());
+    cmd.args(args)
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -97,15 +99,27 @@ impl Drop for Sim {
 /// A minimal HTTP/1.1 GET over loopback (keeps the tests free of an async client).
 pub fn http_get(url: &str) -> String {
     let rest = url.strip_prefix("http://").expect("http URL");
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut stream = TcpStream::connect(host).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").expect("HTTP answer");
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -115,7 +129,9 @@ pub fn http_get(url: &str) -> String {
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     loop {
-        let Some((size, rest)) = body.split_once("\r\n") else { break };
+        let Some((size, rest)) = body.split_once("\r\n") else {
+            break;
+        };
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
         if n == 0 {
             break;
@@ -138,20 +154,27 @@ pub type Row = BTreeMap<String, String>;
 
 /// Read a CSV report.
 pub fn read_report(path: &Path) -> Vec<Row> {
-    let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut reader =
+        csv::Reader::from_path(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let headers = reader.headers().unwrap().clone();
     reader
         .records()
         .map(|r| {
             let r = r.unwrap();
-            headers.iter().zip(r.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()
+            headers
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
         })
         .collect()
 }
 
 /// Report rows by line number.
 pub fn by_line(rows: &[Row]) -> BTreeMap<u64, Row> {
-    rows.iter().map(|r| (r["line"].parse().unwrap(), r.clone())).collect()
+    rows.iter()
+        .map(|r| (r["line"].parse().unwrap(), r.clone()))
+        .collect()
 }
 
 /// An Auth0 job against `base_url` with a static token.
