@@ -164,6 +164,7 @@ async fn cmd_run(args: RunArgs) -> i32 {
     install_signal_handlers(stop.clone());
     let opts = RunOptions {
         dry_run: args.dry_run,
+        check: args.check,
         fresh: args.fresh,
         retry_failed: args.retry_failed,
         limit: args.limit,

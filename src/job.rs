@@ -171,8 +171,8 @@ impl Settings {
     }
 }
 
-/// Values that must never appear in any output: every value that came from `${NAME}`, plus the
-/// credential keys of vendor tables even when written literally.
+/// Values that must never appear in any output: the values of vendor credential keys (however
+/// they were written), scrubbed from every message and rendered request.
 #[derive(Debug, Clone, Default)]
 pub struct Secrets(Vec<String>);
 
@@ -182,7 +182,6 @@ const SECRET_KEYS: &[&str] = &[
     "client_secret",
     "api_key",
     "secret",
-    "user_key",
     "headers",
     "form",
 ];
@@ -243,8 +242,8 @@ pub fn resolve(
         message,
     };
     let mut secrets = Secrets::default();
-    let mut interp = |key: &str, value: &str| -> Result<String, JobError> {
-        interpolate(value, env, &mut secrets).map_err(|var| JobError::MissingVar {
+    let interp = |key: &str, value: &str| -> Result<String, JobError> {
+        interpolate(value, env).map_err(|var| JobError::MissingVar {
             path: path.clone(),
             key: key.to_string(),
             var,
@@ -375,12 +374,10 @@ pub fn resolve(
     for (vname, table) in raw.vendors {
         let prefix = format!("vendors.{vname}");
         let mut table =
-            interpolate_table(&prefix, table, env, &mut secrets).map_err(|(key, var)| {
-                JobError::MissingVar {
-                    path: path.clone(),
-                    key,
-                    var,
-                }
+            interpolate_table(&prefix, table, env).map_err(|(key, var)| JobError::MissingVar {
+                path: path.clone(),
+                key,
+                var,
             })?;
         collect_literal_secrets(&table, &mut secrets);
         let kind_text = match table.remove("type") {
@@ -525,13 +522,8 @@ fn today_utc() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()[..10].to_string()
 }
 
-/// Replace `${NAME}` with the variable's value; `Err(NAME)` when it is not set. Every substituted
-/// value is recorded as a secret.
-fn interpolate(
-    value: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-    secrets: &mut Secrets,
-) -> Result<String, String> {
+/// Replace `${NAME}` with the variable's value; `Err(NAME)` when it is not set.
+fn interpolate(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("${") {
@@ -541,7 +533,6 @@ fn interpolate(
             Some(end) => {
                 let var = &after[..end];
                 let v = env(var).ok_or_else(|| var.to_string())?;
-                secrets.add(&v);
                 out.push_str(&v);
                 rest = &after[end + 1..];
             }
@@ -559,16 +550,15 @@ fn interpolate_table(
     prefix: &str,
     table: toml::Table,
     env: &dyn Fn(&str) -> Option<String>,
-    secrets: &mut Secrets,
 ) -> Result<toml::Table, (String, String)> {
     let mut out = toml::Table::new();
     for (k, v) in table {
         let key = format!("{prefix}.{k}");
         let v = match v {
             toml::Value::String(s) => {
-                toml::Value::String(interpolate(&s, env, secrets).map_err(|var| (key, var))?)
+                toml::Value::String(interpolate(&s, env).map_err(|var| (key, var))?)
             }
-            toml::Value::Table(t) => toml::Value::Table(interpolate_table(&key, t, env, secrets)?),
+            toml::Value::Table(t) => toml::Value::Table(interpolate_table(&key, t, env)?),
             other => other,
         };
         out.insert(k, v);

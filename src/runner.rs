@@ -44,6 +44,8 @@ const TOKEN_REFRESH_SHARE: f64 = 0.9;
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub dry_run: bool,
+    /// With `dry_run`: read each row's state with the vendor's read API.
+    pub check: bool,
     pub fresh: bool,
     pub retry_failed: bool,
     pub limit: Option<u64>,
@@ -112,12 +114,20 @@ enum Event {
 struct Token {
     value: String,
     refresh_at: Instant,
+    /// Fetched because the previous token was refused: a refusal of this one halts.
+    after_refusal: bool,
 }
 
 struct Lane {
     vendor: VendorSettings,
     limiter: Arc<Limiter>,
     token: tokio::sync::Mutex<Option<Token>>,
+    /// Bumped whenever the shared token is dropped, so calls holding an older one re-read it.
+    token_generation: AtomicU64,
+    /// The next token fetch replaces a refused token.
+    refetch_after_refusal: std::sync::atomic::AtomicBool,
+    /// Token fetches that failed in a row.
+    token_failures: std::sync::atomic::AtomicU32,
 }
 
 struct Ctx {
@@ -125,6 +135,7 @@ struct Ctx {
     settings: Arc<Settings>,
     stop: Stop,
     events: mpsc::Sender<Event>,
+    check: bool,
 }
 
 /// How a row's processing ended.
@@ -227,6 +238,9 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
                     concurrency: v.concurrency,
                 },
                 token: tokio::sync::Mutex::new(None),
+                token_generation: AtomicU64::new(0),
+                refetch_after_refusal: std::sync::atomic::AtomicBool::new(false),
+                token_failures: std::sync::atomic::AtomicU32::new(0),
             })
         })
         .collect();
@@ -237,6 +251,7 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
         settings: settings.clone(),
         stop: stop.clone(),
         events: events_tx.clone(),
+        check: opts.check,
     });
 
     // Lanes.
@@ -254,7 +269,8 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
         let loaded = loaded.clone();
         let stop = stop.clone();
         let events = events_tx.clone();
-        let dry_run = opts.dry_run;
+        // A checking dry run sends rows to the lanes, which only read.
+        let dry_run = opts.dry_run && !opts.check;
         let limit = opts.limit;
         tokio::task::spawn_blocking(move || {
             read_rows(&settings, &loaded, &stop, &events, lane_txs, dry_run, limit)
@@ -274,6 +290,7 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
         lanes.iter().map(|l| l.limiter.clone()).collect(),
     );
     let mut counts: BTreeMap<Outcome, u64> = BTreeMap::new();
+    let mut would_send: BTreeMap<String, u64> = BTreeMap::new();
     let mut pending_this_run = 0u64;
     let mut consecutive_failures = 0u32;
     let mut halt: Option<String> = None;
@@ -339,6 +356,9 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
                         })?;
                     }
                     *counts.entry(row.outcome).or_default() += 1;
+                    if row.outcome == Outcome::DryRun {
+                        *would_send.entry(row.vendor.clone()).or_default() += 1;
+                    }
                     progress.row(row.outcome);
                     match row.outcome {
                         Outcome::Failed => {
@@ -444,6 +464,20 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
     } else {
         Some("interrupted".to_string())
     };
+    let estimate = if opts.check {
+        lanes
+            .iter()
+            .map(|l| {
+                let rows = would_send.get(&l.vendor.name).copied().unwrap_or(0);
+                (
+                    l.vendor.name.clone(),
+                    crate::summary::Estimate::new(rows, &l.vendor),
+                )
+            })
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     let sent_this_run: u64 = lanes.iter().map(|l| l.limiter.requests()).sum();
     let already_complete = complete
         && counts.values().sum::<u64>() == 0
@@ -463,6 +497,7 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
         complete,
         already_complete,
         stopped,
+        estimate,
     })
 }
 
@@ -780,7 +815,11 @@ async fn process_row(ctx: Arc<Ctx>, lane: Arc<Lane>, work: Work) {
         in_doubt: work.in_doubt.is_some(),
         rate_limit_wait: Duration::ZERO,
     };
-    let end = drive_row(&ctx, &lane, &work, &mut st).await;
+    let end = if ctx.check {
+        check_row(&ctx, &lane, &work, &mut st).await
+    } else {
+        drive_row(&ctx, &lane, &work, &mut st).await
+    };
     let event = match end {
         End::Pending => Event::Pending {
             line: work.line,
@@ -810,6 +849,43 @@ async fn process_row(ctx: Arc<Ctx>, lane: Arc<Lane>, work: Work) {
 enum CallKind {
     Step(u8),
     Read,
+}
+
+/// `--dry-run --check`: read the link's state; change nothing.
+async fn check_row(ctx: &Ctx, lane: &Lane, work: &Work, st: &mut RowState) -> End {
+    let adapter = &lane.vendor.adapter;
+    if adapter.read(&work.row, None).is_none() {
+        st.request = ctx
+            .settings
+            .secrets
+            .scrub(&adapter.build(&work.row, 0, None).describe());
+        return End::Done(
+            Outcome::DryRun,
+            format!(
+                "would be sent; the current state could not be checked: {} has no read API",
+                lane.vendor.kind
+            ),
+        );
+    }
+    match call(ctx, lane, work, st, CallKind::Read).await {
+        Err(end) => end,
+        Ok(v) => match v.class {
+            Class::Present => {
+                // Report the call a real run would send, not the read.
+                st.request = ctx
+                    .settings
+                    .secrets
+                    .scrub(&adapter.build(&work.row, 0, None).describe());
+                End::Done(Outcome::DryRun, "would be removed".into())
+            }
+            Class::Absent(m) => End::Done(Outcome::Absent, m),
+            Class::Failed(m) => End::Done(Outcome::Failed, format!("read failed: {m}")),
+            other => End::Done(
+                Outcome::Failed,
+                format!("read failed: unexpected answer class {}", other.name()),
+            ),
+        },
+    }
 }
 
 async fn drive_row(ctx: &Ctx, lane: &Lane, work: &Work, st: &mut RowState) -> End {
@@ -911,7 +987,21 @@ async fn call(
         if ctx.stop.is_set() {
             return Err(End::Pending);
         }
-        let token = lane_token(ctx, lane).await?;
+        let Some(permit) = lane.limiter.acquire(&ctx.stop).await else {
+            return Err(End::Pending);
+        };
+        // The token is read only now that the call may go: a call that waited for its slot
+        // never sends a token that expired or was refused meanwhile.
+        let generation = lane.token_generation.load(Ordering::Acquire);
+        let token = match current_token(lane).await {
+            TokenState::NotUsed => None,
+            TokenState::Valid(t) => Some(t),
+            TokenState::Missing => {
+                // This slot is spent on fetching the token; the call takes the next one.
+                fetch_token(ctx, lane, permit).await?;
+                continue;
+            }
+        };
         let request = match kind {
             CallKind::Step(s) => adapter.build(&work.row, s, token.as_deref()),
             CallKind::Read => adapter
@@ -919,9 +1009,6 @@ async fn call(
                 .expect("reads are only made for adapters with a read API"),
         };
         st.request = ctx.settings.secrets.scrub(&request.describe());
-        let Some(permit) = lane.limiter.acquire(&ctx.stop).await else {
-            return Err(End::Pending);
-        };
         if let CallKind::Step(step) = kind {
             let (ack, acked) = oneshot::channel();
             if ctx
@@ -1003,14 +1090,22 @@ async fn call(
             }
             Class::Reauth(message) => {
                 st.in_doubt = false;
-                if reauthed {
-                    halt(ctx, format!("{}: {message}", lane.vendor.name)).await;
-                    return Err(End::Pending);
-                }
-                reauthed = true;
                 budget_used -= 1;
-                if let Some(t) = &token {
-                    invalidate_token(lane, t).await;
+                let refuse = match &token {
+                    // Signed requests (no token): rebuild once per row, then give up.
+                    None => std::mem::replace(&mut reauthed, true),
+                    Some(t) => !refresh_refused_token(lane, t, generation).await,
+                };
+                if refuse {
+                    halt(
+                        ctx,
+                        format!(
+                            "vendor `{}`: {message} (refused again after refreshing)",
+                            lane.vendor.name
+                        ),
+                    )
+                    .await;
+                    return Err(End::Pending);
                 }
             }
             Class::Halt(message) => {
@@ -1028,91 +1123,122 @@ async fn halt(ctx: &Ctx, reason: String) {
     let _ = ctx.events.send(Event::Halt(reason)).await;
 }
 
-/// The lane's shared bearer token, fetched (through the limiter) when missing or due.
-async fn lane_token(ctx: &Ctx, lane: &Lane) -> Result<Option<String>, End> {
-    let adapter = &lane.vendor.adapter;
-    let Some(request) = adapter.token_request() else {
-        return Ok(None);
-    };
-    let mut slot = lane.token.lock().await;
-    if let Some(t) = slot.as_ref().filter(|t| t.refresh_at > Instant::now()) {
-        return Ok(Some(t.value.clone()));
+enum TokenState {
+    /// The adapter does not fetch tokens.
+    NotUsed,
+    Valid(String),
+    /// None yet, or due for refresh.
+    Missing,
+}
+
+async fn current_token(lane: &Lane) -> TokenState {
+    if lane.vendor.adapter.token_request().is_none() {
+        return TokenState::NotUsed;
     }
-    let retry = &ctx.settings.retry;
-    let mut attempts = 0u32;
-    loop {
-        let Some(permit) = lane.limiter.acquire(&ctx.stop).await else {
-            return Err(End::Pending);
-        };
-        attempts += 1;
-        let answer = send(&ctx.http, &request).await;
-        drop(permit);
-        let transient = match answer {
-            Ok(a) if a.status == 429 => {
-                lane.limiter
-                    .on_rate_limit(a.retry_after(std::time::SystemTime::now()));
-                attempts -= 1;
-                continue;
-            }
-            Ok(a) if a.status == 408 || a.status >= 500 => {
-                format!("token endpoint answered HTTP {}", a.status)
-            }
-            Ok(a) => match adapter.parse_token(&a) {
-                Ok((value, lifetime)) => {
-                    tracing::debug!(vendor = %lane.vendor.name, "fetched a token valid for {lifetime:?}");
-                    *slot = Some(Token {
-                        value: value.clone(),
-                        refresh_at: Instant::now() + lifetime.mul_f64(TOKEN_REFRESH_SHARE),
-                    });
-                    return Ok(Some(value));
-                }
-                Err(message) => {
-                    drop(slot);
-                    halt(
-                        ctx,
-                        format!(
-                            "vendor `{}`: cannot get a token: {message}",
-                            lane.vendor.name
-                        ),
-                    )
-                    .await;
-                    return Err(End::Pending);
-                }
-            },
-            Err(message) => message,
-        };
-        if attempts >= retry.max_attempts {
-            drop(slot);
-            halt(
-                ctx,
-                format!(
-                    "vendor `{}`: cannot get a token after {attempts} attempts: {transient}",
-                    lane.vendor.name
-                ),
-            )
-            .await;
-            return Err(End::Pending);
-        }
-        if !ctx
-            .stop
-            .sleep(retry::backoff_random(
-                attempts,
-                retry.base_delay,
-                retry.max_delay,
-            ))
-            .await
-        {
-            return Err(End::Pending);
-        }
+    match lane.token.lock().await.as_ref() {
+        Some(t) if t.refresh_at > Instant::now() => TokenState::Valid(t.value.clone()),
+        _ => TokenState::Missing,
     }
 }
 
-/// Drop the shared token if it is still the one that was refused (another task may have
-/// refreshed it already).
-async fn invalidate_token(lane: &Lane, used: &str) {
+/// Fetch the lane's shared token with the concurrency slot and rate token the caller holds. One
+/// fetch at a time: callers that find it missing meanwhile wait for it and then use it.
+/// Transient failures return `Ok` after pausing, so the caller simply tries again; a refusal or
+/// too many failures halt the run.
+async fn fetch_token(
+    ctx: &Ctx,
+    lane: &Lane,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<(), End> {
+    let adapter = &lane.vendor.adapter;
+    let request = adapter
+        .token_request()
+        .expect("only called for token adapters");
     let mut slot = lane.token.lock().await;
-    if slot.as_ref().is_some_and(|t| t.value == used) {
-        *slot = None;
+    if slot.as_ref().is_some_and(|t| t.refresh_at > Instant::now()) {
+        return Ok(()); // fetched by another call while we waited for the lock
+    }
+    let answer = send(&ctx.http, &request).await;
+    drop(permit);
+    let retry = &ctx.settings.retry;
+    let transient = match answer {
+        Ok(a) if a.status == 429 => {
+            lane.limiter
+                .on_rate_limit(a.retry_after(std::time::SystemTime::now()));
+            return Ok(());
+        }
+        Ok(a) if a.status == 408 || a.status >= 500 => {
+            format!("token endpoint answered HTTP {}", a.status)
+        }
+        Ok(a) => match adapter.parse_token(&a) {
+            Ok((value, lifetime)) => {
+                tracing::debug!(vendor = %lane.vendor.name, "fetched a token valid for {lifetime:?}");
+                *slot = Some(Token {
+                    value,
+                    refresh_at: Instant::now() + lifetime.mul_f64(TOKEN_REFRESH_SHARE),
+                    after_refusal: lane.refetch_after_refusal.swap(false, Ordering::AcqRel),
+                });
+                lane.token_failures.store(0, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(message) => {
+                drop(slot);
+                halt(
+                    ctx,
+                    format!(
+                        "vendor `{}`: cannot get a token: {message}",
+                        lane.vendor.name
+                    ),
+                )
+                .await;
+                return Err(End::Pending);
+            }
+        },
+        Err(message) => message,
+    };
+    let failures = lane.token_failures.fetch_add(1, Ordering::Relaxed) + 1;
+    drop(slot);
+    if failures >= retry.max_attempts {
+        halt(
+            ctx,
+            format!(
+                "vendor `{}`: cannot get a token after {failures} attempts: {transient}",
+                lane.vendor.name
+            ),
+        )
+        .await;
+        return Err(End::Pending);
+    }
+    if !ctx
+        .stop
+        .sleep(retry::backoff_random(
+            failures,
+            retry.base_delay,
+            retry.max_delay,
+        ))
+        .await
+    {
+        return Err(End::Pending);
+    }
+    Ok(())
+}
+
+/// A call made with `used` (read at `generation`) was refused. Returns false when the refusal
+/// must halt: the refused token had itself been fetched to replace a refused one.
+async fn refresh_refused_token(lane: &Lane, used: &str, generation: u64) -> bool {
+    let mut slot = lane.token.lock().await;
+    if lane.token_generation.load(Ordering::Acquire) != generation {
+        return true; // another call already replaced it: just retry with the new one
+    }
+    match slot.as_ref() {
+        Some(t) if t.value == used && t.after_refusal => false,
+        Some(t) if t.value == used => {
+            *slot = None;
+            lane.refetch_after_refusal.store(true, Ordering::Release);
+            lane.token_generation.fetch_add(1, Ordering::AcqRel);
+            true
+        }
+        _ => true,
     }
 }
 

@@ -50,6 +50,40 @@ pub struct Summary {
     pub already_complete: bool,
     /// Why the run stopped before finishing.
     pub stopped: Option<String>,
+    /// `--dry-run --check`: how long the real run would take, per vendor.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub estimate: BTreeMap<String, Estimate>,
+}
+
+/// The real run's duration for one vendor, at the job's configured rate.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Estimate {
+    /// Rows a real run would send.
+    pub rows: u64,
+    /// Calls for those rows (two per row with Auth0 `delete_unlinked_user`).
+    pub calls: u64,
+    pub rate: f64,
+    pub seconds: f64,
+}
+
+impl Estimate {
+    pub fn new(rows: u64, vendor: &crate::job::VendorSettings) -> Estimate {
+        // Every adapter we ship decides its steps from its config alone, so an empty row asks.
+        let blank = crate::vendor::Prepared {
+            key: crate::vendor::Key(String::new()),
+            params: crate::vendor::Params::new(),
+        };
+        let steps = u64::from(vendor.adapter.steps(&blank));
+        let calls = rows * steps;
+        // The bucket starts full: `burst` calls go at once, the rest at `rate`.
+        let paced = calls.saturating_sub(vendor.burst as u64);
+        Estimate {
+            rows,
+            calls,
+            rate: vendor.rate,
+            seconds: paced as f64 / vendor.rate,
+        }
+    }
 }
 
 fn outcome_map<S: serde::Serializer>(
@@ -122,6 +156,15 @@ impl Summary {
                 v.requests, v.requests_per_s, v.rate_limited
             ));
         }
+        for (name, e) in &self.estimate {
+            out.push_str(&format!(
+                "  estimate {name}: {} rows would be sent ({} calls) at {}/s: about {}\n",
+                e.rows,
+                e.calls,
+                e.rate,
+                humantime::format_duration(std::time::Duration::from_secs(e.seconds.ceil() as u64))
+            ));
+        }
         out.push_str(&format!("  report: {}\n", self.report.display()));
         out
     }
@@ -157,6 +200,7 @@ mod tests {
             complete,
             already_complete: false,
             stopped: None,
+            estimate: BTreeMap::new(),
         }
     }
 
