@@ -62,7 +62,7 @@ pub struct RunArgs {
     /// Report file
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
-    /// Change nothing anywhere: no network call at all; write a dry-run report
+    /// Change nothing anywhere; without --check, no network call at all; writes a dry-run report
     #[arg(long)]
     pub dry_run: bool,
     /// With --dry-run: read each row's current state with the vendor's read-only API
@@ -173,10 +173,10 @@ async fn cmd_run(args: RunArgs) -> i32 {
     match runner::run(settings, opts, stop).await {
         Ok(summary) => {
             eprint!("{}", summary.render());
-            if let Some(path) = summary_path {
-                if let Err(e) = summary.write_json(&path) {
-                    return fatal(&format!("cannot write summary {}: {e}", path.display()));
-                }
+            if let Some(path) = summary_path
+                && let Err(e) = summary.write_json(&path)
+            {
+                return fatal(&format!("cannot write summary {}: {e}", path.display()));
             }
             summary.exit_code()
         }

@@ -338,12 +338,13 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
                     in_doubt,
                 } => {
                     pending_this_run += 1;
-                    if sent && !in_doubt {
-                        if let Some(j) = journal.as_mut() {
-                            j.settled(line).map_err(|e| {
-                                io_err("cannot write checkpoint", &settings.checkpoint, e)
-                            })?;
-                        }
+                    if sent
+                        && !in_doubt
+                        && let Some(j) = journal.as_mut()
+                    {
+                        j.settled(line).map_err(|e| {
+                            io_err("cannot write checkpoint", &settings.checkpoint, e)
+                        })?;
                     }
                 }
                 Event::Row(row) => {
@@ -1030,7 +1031,8 @@ async fn call(
         st.attempts += 1;
         budget_used += 1;
         let answer = send(&ctx.http, &request).await;
-        drop(permit);
+        // The slot is held until the answer is handled, so a refusal or a rate-limit pause takes
+        // effect before the next call in line can go.
         let verdict = match answer {
             Ok(answer) => {
                 st.http_status = Some(answer.status);
@@ -1065,6 +1067,7 @@ async fn call(
                         ..verdict
                     });
                 }
+                drop(permit);
                 let wait = retry::backoff_random(budget_used, retry.base_delay, retry.max_delay);
                 tracing::debug!(line = work.line, "retrying in {wait:?}: {message}");
                 if !ctx.stop.sleep(wait).await {

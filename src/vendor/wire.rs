@@ -181,10 +181,11 @@ impl WireAnswer {
     /// How long the vendor asks us to wait: `Retry-After` (seconds or HTTP date), else Auth0's
     /// `x-ratelimit-reset` (epoch seconds). `None` when it names no time.
     pub fn retry_after(&self, now: SystemTime) -> Option<Duration> {
-        if let Some(v) = self.header("retry-after") {
-            if let Some(d) = parse_retry_after(v, now) {
-                return Some(d);
-            }
+        if let Some(d) = self
+            .header("retry-after")
+            .and_then(|v| parse_retry_after(v, now))
+        {
+            return Some(d);
         }
         let reset: u64 = self.header("x-ratelimit-reset")?.trim().parse().ok()?;
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
@@ -198,10 +199,11 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    if let Ok(secs) = value.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Some(Duration::from_secs_f64(secs));
-        }
+    if let Ok(secs) = value.parse::<f64>()
+        && secs.is_finite()
+        && secs >= 0.0
+    {
+        return Some(Duration::from_secs_f64(secs));
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
