@@ -1,0 +1,309 @@
+//! Checkpoints and resume: --limit, --retry-failed, already complete, changed input, --fresh, the
+//! lock, SIGTERM drain, and in-doubt rows settled by read-back — the real binary, real servers.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn run_args(job: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v = vec!["run".to_string(), job.display().to_string(), "--no-progress".into()];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn env() -> Vec<(String, String)> {
+    vec![("TEST_TOKEN".into(), TOKEN.into())]
+}
+
+fn rows_input(n: usize) -> String {
+    let mut s = String::from("user_id,provider,identity_user_id\n");
+    for i in 0..n {
+        s.push_str(&format!("auth0|u{i},github,{i}\n"));
+    }
+    s
+}
+
+async fn deletes(server: &MockServer) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.method.as_str() == "DELETE")
+        .count()
+}
+
+async fn ok_server() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("[]"))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_stops_cleanly_and_the_next_run_resumes() {
+    let server = ok_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &rows_input(10));
+    let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
+
+    let first = unlinker_async(run_args(&job, &["--limit", "3"]), env()).await;
+    assert_eq!(first.code, 4, "rows remain → exit 4\n{}", first.stderr);
+    assert!(first.stderr.contains("--limit 3"), "{}", first.stderr);
+    assert_eq!(read_report(&dir.path().join("report.csv")).len(), 3);
+    assert_eq!(deletes(&server).await, 3);
+
+    let second = unlinker_async(run_args(&job, &[]), env()).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let rows = read_report(&dir.path().join("report.csv"));
+    let lines: std::collections::BTreeSet<u64> = rows.iter().map(|r| r["line"].parse().unwrap()).collect();
+    assert_eq!(rows.len(), 10, "every line exactly once");
+    assert_eq!(lines, (2..=11).collect());
+    assert_eq!(deletes(&server).await, 10, "no row sent twice");
+
+    // Already complete: nothing is sent, exit 0, the recorded counts are reported.
+    let third = unlinker_async(run_args(&job, &[]), env()).await;
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert!(third.stderr.contains("already complete"), "{}", third.stderr);
+    assert!(third.stderr.contains("unlinked 10"), "{}", third.stderr);
+    assert_eq!(deletes(&server).await, 10);
+
+    let status = unlinker(&["status", job.to_str().unwrap()], &[("TEST_TOKEN", TOKEN)]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(status.stdout.contains("unlinked   10"), "{}", status.stdout);
+    assert!(status.stdout.contains("pending    0"), "{}", status.stdout);
+    assert!(status.stdout.contains("state      complete"), "{}", status.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_reattempts_failed_rows_and_keeps_one_line_each() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .and(path_regex("auth0%7Cu[13]/"))
+        .respond_with(ResponseTemplate::new(400).set_body_string(r#"{"message":"temporarily refused"}"#))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("[]"))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &rows_input(5));
+    let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
+    let first = unlinker_async(run_args(&job, &[]), env()).await;
+    assert_eq!(first.code, 3, "{}", first.stderr);
+
+    // Complete with failed rows: a plain run sends nothing and still exits 3.
+    let again = unlinker_async(run_args(&job, &[]), env()).await;
+    assert_eq!(again.code, 3, "{}", again.stderr);
+    assert!(again.stderr.contains("already complete"), "{}", again.stderr);
+    assert_eq!(deletes(&server).await, 5);
+
+    server.reset().await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("[]"))
+        .mount(&server)
+        .await;
+    let retried = unlinker_async(run_args(&job, &["--retry-failed"]), env()).await;
+    assert_eq!(retried.code, 0, "{}", retried.stderr);
+    assert_eq!(deletes(&server).await, 2, "only the two failed rows are sent again");
+    let rows = by_line(&read_report(&dir.path().join("report.csv")));
+    assert_eq!(rows.len(), 5, "each line once: {rows:?}");
+    assert!(rows.values().all(|r| r["outcome"] == "unlinked"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_input_is_refused_and_fresh_starts_over() {
+    let server = ok_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &rows_input(3));
+    let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
+    assert_eq!(unlinker_async(run_args(&job, &["--limit", "1"]), env()).await.code, 4);
+
+    write(dir.path(), "in.csv", &rows_input(4));
+    let refused = unlinker_async(run_args(&job, &[]), env()).await;
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("changed"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("--fresh"), "says how to start over: {}", refused.stderr);
+    assert_eq!(deletes(&server).await, 1);
+
+    let fresh = unlinker_async(run_args(&job, &["--fresh"]), env()).await;
+    assert_eq!(fresh.code, 0, "{}", fresh.stderr);
+    assert_eq!(read_report(&dir.path().join("report.csv")).len(), 4);
+    let kept: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("report.") && n != "report.csv" && !n.ends_with(".lock") && n != "report.csv.ckpt")
+        .collect();
+    assert_eq!(kept.len(), 2, "old report and checkpoint kept, renamed: {kept:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_exits_5_naming_the_holder_and_a_killed_holder_leaves_no_stale_lock() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("[]").set_delay(Duration::from_secs(30)))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &rows_input(2));
+    let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
+    let mut holder = Command::new(UNLINKER)
+        .args(["run", job.to_str().unwrap(), "--no-progress"])
+        .env("TEST_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the holder's calls are in flight.
+    let start = Instant::now();
+    while deletes(&server).await == 0 && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t = Instant::now();
+    let second = unlinker_async(run_args(&job, &[]), env()).await;
+    assert_eq!(second.code, 5, "{}", second.stderr);
+    assert!(t.elapsed() < Duration::from_secs(5), "exits at once");
+    assert!(second.stderr.contains(&holder.id().to_string()), "names the holder: {}", second.stderr);
+
+    holder.kill().unwrap(); // SIGKILL: the kernel drops the lock
+    holder.wait().unwrap();
+    server.reset().await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("[]"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"identities": []})))
+        .mount(&server)
+        .await;
+    let after = unlinker_async(run_args(&job, &[]), env()).await;
+    assert_eq!(after.code, 0, "no stale lock: {}", after.stderr);
+}
+
+/// A killed run whose calls were in flight leaves its rows in doubt; the next run reads the
+/// vendor's state: a link already gone is `absent` (settled, not sent again), one still there is
+/// sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth0_in_doubt_rows_are_settled_by_read_back() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("[]").set_delay(Duration::from_secs(30)))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "user_id,provider,identity_user_id\nauth0|gone,github,1\nauth0|still,github,2\n");
+    let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
+    let mut child = Command::new(UNLINKER)
+        .args(["run", job.to_str().unwrap(), "--no-progress"])
+        .env("TEST_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while deletes(&server).await < 2 && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let status = unlinker(&["status", job.to_str().unwrap()], &[("TEST_TOKEN", TOKEN)]);
+    assert!(status.stdout.contains("in doubt   2"), "{}", status.stdout);
+
+    server.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/users/auth0%7Cgone"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "user_id": "auth0|gone", "identities": [{"provider": "auth0", "user_id": "gone"}]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/users/auth0%7Cstill"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "user_id": "auth0|still", "identities": [{"provider": "auth0", "user_id": "still"}, {"provider": "github", "user_id": 2}]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("[]"))
+        .mount(&server)
+        .await;
+    let resumed = unlinker_async(run_args(&job, &[]), env()).await;
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let sent: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "DELETE")
+        .map(|r| r.url.path().to_string())
+        .collect();
+    assert_eq!(sent, vec!["/api/v2/users/auth0%7Cstill/identities/github/2"]);
+    let rows = by_line(&read_report(&dir.path().join("report.csv")));
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[&2]["outcome"], "absent");
+    assert!(rows[&2]["message"].contains("settled by read-back"), "{}", rows[&2]["message"]);
+    assert_eq!(rows[&3]["outcome"], "unlinked");
+    assert!(rows[&3]["message"].contains("read-back"), "{}", rows[&3]["message"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_calls_records_them_and_exits_4() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("[]").set_delay(Duration::from_millis(1500)))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &rows_input(40));
+    let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
+    let child = Command::new(UNLINKER)
+        .args(["run", job.to_str().unwrap(), "--no-progress"])
+        .env("TEST_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while deletes(&server).await < 8 && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let sent = deletes(&server).await;
+    assert_eq!(sent, 8, "no call started after the signal");
+    let rows = read_report(&dir.path().join("report.csv"));
+    assert_eq!(rows.len(), 8, "every in-flight call finished and was recorded");
+    assert!(rows.iter().all(|r| r["outcome"] == "unlinked"));
+    let status = unlinker(&["status", job.to_str().unwrap()], &[("TEST_TOKEN", TOKEN)]);
+    assert!(status.stdout.contains("in doubt   0"), "{}", status.stdout);
+    assert!(status.stdout.contains("pending    32"), "{}", status.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_never_touches_the_checkpoint() {
+    let server = ok_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &rows_input(3));
+    let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
+    assert_eq!(unlinker_async(run_args(&job, &["--limit", "1"]), env()).await.code, 4);
+    let ckpt = dir.path().join("report.csv.ckpt");
+    let before = std::fs::read(&ckpt).unwrap();
+    let dry = unlinker_async(run_args(&job, &["--dry-run"]), env()).await;
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before);
+    assert_eq!(read_report(&dir.path().join("report.dry-run.csv")).len(), 3, "a dry run does not read the checkpoint either");
+    assert_eq!(read_report(&dir.path().join("report.csv")).len(), 1);
+}
