@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::checkpoint::{self, Binding, Checkpoint, CheckpointError, Loaded};
+use crate::checkpoint::{self, Binding, Checkpoint, CheckpointError, Loaded, ReportStart};
 use crate::input::{self, InputError, Source};
 use crate::job::{Settings, VendorSettings};
 use crate::limit::Limiter;
@@ -176,24 +176,44 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
     }
 
     // Checkpoint and report (a dry run touches neither the checkpoint nor the real report).
-    let (mut journal, mut loaded) = if opts.dry_run {
-        (None, Loaded::default())
+    let (mut journal, loaded, mut report) = if opts.dry_run {
+        let report = ReportWriter::create(&settings.report, settings.report_format)
+            .map_err(|e| io_err("cannot write report", &settings.report, e))?;
+        (None, Loaded::default(), report)
     } else {
-        let (j, l) = open_checkpoint(&settings, opts.fresh)?;
-        (Some(j), l)
+        let (mut journal, mut loaded) = open_checkpoint(&settings, opts.fresh)?;
+        if opts.retry_failed {
+            let n = journal
+                .forget_failed(&mut loaded)
+                .map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+            tracing::info!("--retry-failed: {n} failed rows will be attempted again");
+        }
+        let (report, start) =
+            journal.open_report(&loaded, &settings.report, settings.report_format)?;
+        match start {
+            ReportStart::Created => {}
+            ReportStart::Continued { cut: 0 } => {
+                tracing::info!("resuming: {} rows already recorded", loaded.rows_recorded());
+            }
+            ReportStart::Continued { cut } => tracing::info!(
+                "resuming: {} rows already recorded; cut {cut} bytes of unrecorded rows from the report",
+                loaded.rows_recorded()
+            ),
+            ReportStart::Rebuilt => {
+                tracing::info!(
+                    "rebuilt the report {} from the checkpoint",
+                    settings.report.display()
+                );
+            }
+        }
+        let in_doubt = loaded.in_doubt().count();
+        if in_doubt > 0 {
+            tracing::info!(
+                "{in_doubt} rows are in doubt (in flight when the last run stopped): settling them first"
+            );
+        }
+        (Some(journal), loaded, report)
     };
-    let forgotten = if opts.retry_failed {
-        loaded.forget_failed()
-    } else {
-        0
-    };
-    let mut report = open_report(
-        &settings,
-        journal.as_mut(),
-        &loaded,
-        forgotten > 0,
-        opts.dry_run,
-    )?;
     let previous: BTreeMap<Outcome, u64> = loaded.counts();
     let loaded = Arc::new(loaded);
 
@@ -522,82 +542,36 @@ fn open_checkpoint(settings: &Settings, fresh: bool) -> Result<(Checkpoint, Load
             error,
         })?;
     }
+    let open_err = |path: &std::path::Path, error| InputError::Open {
+        source_name: path.display().to_string(),
+        error,
+    };
     let (input_hash, input_len) = match &settings.input.source {
         Source::File(path) => {
             let len = std::fs::metadata(path)
-                .map_err(|error| InputError::Open {
-                    source_name: path.display().to_string(),
-                    error,
-                })?
+                .map_err(|e| open_err(path, e))?
                 .len();
-            let hash = input::content_hash(path).map_err(|error| InputError::Open {
-                source_name: path.display().to_string(),
-                error,
-            })?;
+            let hash = input::content_hash(path).map_err(|e| open_err(path, e))?;
             (hash, len)
         }
-        // Stdin cannot be hashed before it is read: the checkpoint binds to the job name only.
-        Source::Stdin => (0, 0),
+        // Stdin cannot be hashed before it is read: the checkpoint binds to the job name only,
+        // and a resume cannot tell whether the same data is piped in again.
+        Source::Stdin => (0, u64::from(u32::MAX)),
     };
-    if fresh {
-        for path in [&settings.checkpoint, &settings.report] {
-            match checkpoint::archive(path) {
-                Ok(Some(new)) => {
-                    tracing::info!("--fresh: kept {} as {}", path.display(), new.display())
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    return Err(RunError::Io {
-                        what: "cannot rename for --fresh",
-                        path: path.clone(),
-                        error,
-                    });
-                }
-            }
-        }
-    }
     let binding = Binding {
         job: settings.name.clone(),
         input_hash,
         input_len,
     };
+    if fresh {
+        let (journal, loaded, archived) =
+            Checkpoint::open_fresh(&settings.checkpoint, &binding, Some(&settings.report))?;
+        for path in archived {
+            tracing::info!("--fresh: kept the old file as {}", path.display());
+        }
+        return Ok((journal, loaded));
+    }
     Ok(Checkpoint::open(&settings.checkpoint, &binding)?)
-}
-
-/// Open the report: new, continued at the length the journal vouches for, or rebuilt from the
-/// journal when the file lost rows (power loss) or `--retry-failed` must drop `failed` rows.
-fn open_report(
-    settings: &Settings,
-    journal: Option<&mut Checkpoint>,
-    loaded: &Loaded,
-    must_rebuild: bool,
-    dry_run: bool,
-) -> Result<ReportWriter, RunError> {
-    let path = &settings.report;
-    let format = settings.report_format;
-    let err = |e| io_err("cannot write report", path, e);
-    let Some(journal) = journal else {
-        debug_assert!(dry_run);
-        return ReportWriter::create(path, format).map_err(err);
-    };
-    if loaded.rows_recorded() == 0 && !must_rebuild {
-        return ReportWriter::create(path, format).map_err(err);
-    }
-    let on_disk = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    if !must_rebuild && on_disk >= loaded.report_len() && loaded.report_len() > 0 {
-        return ReportWriter::resume(path, format, loaded.report_len()).map_err(err);
-    }
-    tracing::info!("rebuilding report {} from the checkpoint", path.display());
-    let mut writer = ReportWriter::create(path, format).map_err(err)?;
-    let len = checkpoint::rebuild_report(&settings.checkpoint, loaded, &mut writer)?;
-    writer.sync().map_err(err)?;
-    journal
-        .mark_report_len(len)
-        .map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
-    journal
-        .sync()
-        .map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
-    Ok(writer)
 }
 
 /// The reader thread: stream records, validate, de-duplicate, skip recorded rows, dispatch.

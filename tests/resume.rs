@@ -12,7 +12,11 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn run_args(job: &Path, extra: &[&str]) -> Vec<String> {
-    let mut v = vec!["run".to_string(), job.display().to_string(), "--no-progress".into()];
+    let mut v = vec![
+        "run".to_string(),
+        job.display().to_string(),
+        "--no-progress".into(),
+    ];
     v.extend(extra.iter().map(|s| s.to_string()));
     v
 }
@@ -64,7 +68,8 @@ async fn limit_stops_cleanly_and_the_next_run_resumes() {
     let second = unlinker_async(run_args(&job, &[]), env()).await;
     assert_eq!(second.code, 0, "{}", second.stderr);
     let rows = read_report(&dir.path().join("report.csv"));
-    let lines: std::collections::BTreeSet<u64> = rows.iter().map(|r| r["line"].parse().unwrap()).collect();
+    let lines: std::collections::BTreeSet<u64> =
+        rows.iter().map(|r| r["line"].parse().unwrap()).collect();
     assert_eq!(rows.len(), 10, "every line exactly once");
     assert_eq!(lines, (2..=11).collect());
     assert_eq!(deletes(&server).await, 10, "no row sent twice");
@@ -72,7 +77,11 @@ async fn limit_stops_cleanly_and_the_next_run_resumes() {
     // Already complete: nothing is sent, exit 0, the recorded counts are reported.
     let third = unlinker_async(run_args(&job, &[]), env()).await;
     assert_eq!(third.code, 0, "{}", third.stderr);
-    assert!(third.stderr.contains("already complete"), "{}", third.stderr);
+    assert!(
+        third.stderr.contains("already complete"),
+        "{}",
+        third.stderr
+    );
     assert!(third.stderr.contains("unlinked 10"), "{}", third.stderr);
     assert_eq!(deletes(&server).await, 10);
 
@@ -80,7 +89,11 @@ async fn limit_stops_cleanly_and_the_next_run_resumes() {
     assert_eq!(status.code, 0, "{}", status.stderr);
     assert!(status.stdout.contains("unlinked   10"), "{}", status.stdout);
     assert!(status.stdout.contains("pending    0"), "{}", status.stdout);
-    assert!(status.stdout.contains("state      complete"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("state      complete"),
+        "{}",
+        status.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +101,9 @@ async fn retry_failed_reattempts_failed_rows_and_keeps_one_line_each() {
     let server = MockServer::start().await;
     Mock::given(method("DELETE"))
         .and(path_regex("auth0%7Cu[13]/"))
-        .respond_with(ResponseTemplate::new(400).set_body_string(r#"{"message":"temporarily refused"}"#))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_string(r#"{"message":"temporarily refused"}"#),
+        )
         .mount(&server)
         .await;
     Mock::given(method("DELETE"))
@@ -104,7 +119,11 @@ async fn retry_failed_reattempts_failed_rows_and_keeps_one_line_each() {
     // Complete with failed rows: a plain run sends nothing and still exits 3.
     let again = unlinker_async(run_args(&job, &[]), env()).await;
     assert_eq!(again.code, 3, "{}", again.stderr);
-    assert!(again.stderr.contains("already complete"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("already complete"),
+        "{}",
+        again.stderr
+    );
     assert_eq!(deletes(&server).await, 5);
 
     server.reset().await;
@@ -114,7 +133,11 @@ async fn retry_failed_reattempts_failed_rows_and_keeps_one_line_each() {
         .await;
     let retried = unlinker_async(run_args(&job, &["--retry-failed"]), env()).await;
     assert_eq!(retried.code, 0, "{}", retried.stderr);
-    assert_eq!(deletes(&server).await, 2, "only the two failed rows are sent again");
+    assert_eq!(
+        deletes(&server).await,
+        2,
+        "only the two failed rows are sent again"
+    );
     let rows = by_line(&read_report(&dir.path().join("report.csv")));
     assert_eq!(rows.len(), 5, "each line once: {rows:?}");
     assert!(rows.values().all(|r| r["outcome"] == "unlinked"));
@@ -126,13 +149,22 @@ async fn a_changed_input_is_refused_and_fresh_starts_over() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "in.csv", &rows_input(3));
     let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
-    assert_eq!(unlinker_async(run_args(&job, &["--limit", "1"]), env()).await.code, 4);
+    assert_eq!(
+        unlinker_async(run_args(&job, &["--limit", "1"]), env())
+            .await
+            .code,
+        4
+    );
 
     write(dir.path(), "in.csv", &rows_input(4));
     let refused = unlinker_async(run_args(&job, &[]), env()).await;
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(refused.stderr.contains("changed"), "{}", refused.stderr);
-    assert!(refused.stderr.contains("--fresh"), "says how to start over: {}", refused.stderr);
+    assert!(
+        refused.stderr.contains("--fresh"),
+        "says how to start over: {}",
+        refused.stderr
+    );
     assert_eq!(deletes(&server).await, 1);
 
     let fresh = unlinker_async(run_args(&job, &["--fresh"]), env()).await;
@@ -141,16 +173,29 @@ async fn a_changed_input_is_refused_and_fresh_starts_over() {
     let kept: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("report.") && n != "report.csv" && !n.ends_with(".lock") && n != "report.csv.ckpt")
+        .filter(|n| {
+            n.starts_with("report.")
+                && n != "report.csv"
+                && !n.ends_with(".lock")
+                && n != "report.csv.ckpt"
+        })
         .collect();
-    assert_eq!(kept.len(), 2, "old report and checkpoint kept, renamed: {kept:?}");
+    assert_eq!(
+        kept.len(),
+        2,
+        "old report and checkpoint kept, renamed: {kept:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_exits_5_naming_the_holder_and_a_killed_holder_leaves_no_stale_lock() {
     let server = MockServer::start().await;
     Mock::given(method("DELETE"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("[]").set_delay(Duration::from_secs(30)))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("[]")
+                .set_delay(Duration::from_secs(30)),
+        )
         .mount(&server)
         .await;
     let dir = tempfile::tempdir().unwrap();
@@ -172,7 +217,11 @@ async fn a_second_run_exits_5_naming_the_holder_and_a_killed_holder_leaves_no_st
     let second = unlinker_async(run_args(&job, &[]), env()).await;
     assert_eq!(second.code, 5, "{}", second.stderr);
     assert!(t.elapsed() < Duration::from_secs(5), "exits at once");
-    assert!(second.stderr.contains(&holder.id().to_string()), "names the holder: {}", second.stderr);
+    assert!(
+        second.stderr.contains(&holder.id().to_string()),
+        "names the holder: {}",
+        second.stderr
+    );
 
     holder.kill().unwrap(); // SIGKILL: the kernel drops the lock
     holder.wait().unwrap();
@@ -182,7 +231,9 @@ async fn a_second_run_exits_5_naming_the_holder_and_a_killed_holder_leaves_no_st
         .mount(&server)
         .await;
     Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"identities": []})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"identities": []})),
+        )
         .mount(&server)
         .await;
     let after = unlinker_async(run_args(&job, &[]), env()).await;
@@ -196,11 +247,19 @@ async fn a_second_run_exits_5_naming_the_holder_and_a_killed_holder_leaves_no_st
 async fn auth0_in_doubt_rows_are_settled_by_read_back() {
     let server = MockServer::start().await;
     Mock::given(method("DELETE"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("[]").set_delay(Duration::from_secs(30)))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("[]")
+                .set_delay(Duration::from_secs(30)),
+        )
         .mount(&server)
         .await;
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "in.csv", "user_id,provider,identity_user_id\nauth0|gone,github,1\nauth0|still,github,2\n");
+    write(
+        dir.path(),
+        "in.csv",
+        "user_id,provider,identity_user_id\nauth0|gone,github,1\nauth0|still,github,2\n",
+    );
     let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
     let mut child = Command::new(UNLINKER)
         .args(["run", job.to_str().unwrap(), "--no-progress"])
@@ -248,20 +307,35 @@ async fn auth0_in_doubt_rows_are_settled_by_read_back() {
         .filter(|r| r.method.as_str() == "DELETE")
         .map(|r| r.url.path().to_string())
         .collect();
-    assert_eq!(sent, vec!["/api/v2/users/auth0%7Cstill/identities/github/2"]);
+    assert_eq!(
+        sent,
+        vec!["/api/v2/users/auth0%7Cstill/identities/github/2"]
+    );
     let rows = by_line(&read_report(&dir.path().join("report.csv")));
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[&2]["outcome"], "absent");
-    assert!(rows[&2]["message"].contains("settled by read-back"), "{}", rows[&2]["message"]);
+    assert!(
+        rows[&2]["message"].contains("settled by read-back"),
+        "{}",
+        rows[&2]["message"]
+    );
     assert_eq!(rows[&3]["outcome"], "unlinked");
-    assert!(rows[&3]["message"].contains("read-back"), "{}", rows[&3]["message"]);
+    assert!(
+        rows[&3]["message"].contains("read-back"),
+        "{}",
+        rows[&3]["message"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_calls_records_them_and_exits_4() {
     let server = MockServer::start().await;
     Mock::given(method("DELETE"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("[]").set_delay(Duration::from_millis(1500)))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("[]")
+                .set_delay(Duration::from_millis(1500)),
+        )
         .mount(&server)
         .await;
     let dir = tempfile::tempdir().unwrap();
@@ -280,12 +354,24 @@ async fn sigterm_drains_in_flight_calls_records_them_and_exits_4() {
     }
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
-    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sent = deletes(&server).await;
     assert_eq!(sent, 8, "no call started after the signal");
     let rows = read_report(&dir.path().join("report.csv"));
-    assert_eq!(rows.len(), 8, "every in-flight call finished and was recorded");
+    assert_eq!(
+        rows.len(),
+        8,
+        "every in-flight call finished and was recorded"
+    );
     assert!(rows.iter().all(|r| r["outcome"] == "unlinked"));
     let status = unlinker(&["status", job.to_str().unwrap()], &[("TEST_TOKEN", TOKEN)]);
     assert!(status.stdout.contains("in doubt   0"), "{}", status.stdout);
@@ -298,12 +384,21 @@ async fn a_dry_run_never_touches_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "in.csv", &rows_input(3));
     let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
-    assert_eq!(unlinker_async(run_args(&job, &["--limit", "1"]), env()).await.code, 4);
+    assert_eq!(
+        unlinker_async(run_args(&job, &["--limit", "1"]), env())
+            .await
+            .code,
+        4
+    );
     let ckpt = dir.path().join("report.csv.ckpt");
     let before = std::fs::read(&ckpt).unwrap();
     let dry = unlinker_async(run_args(&job, &["--dry-run"]), env()).await;
     assert_eq!(dry.code, 0, "{}", dry.stderr);
     assert_eq!(std::fs::read(&ckpt).unwrap(), before);
-    assert_eq!(read_report(&dir.path().join("report.dry-run.csv")).len(), 3, "a dry run does not read the checkpoint either");
+    assert_eq!(
+        read_report(&dir.path().join("report.dry-run.csv")).len(),
+        3,
+        "a dry run does not read the checkpoint either"
+    );
     assert_eq!(read_report(&dir.path().join("report.csv")).len(), 1);
 }

@@ -25,6 +25,13 @@ const HAS_OUTCOME_RECORD: u8 = 0b1000_0000;
 /// Memory: one byte per input line up to the highest line the journal names (10 million lines
 /// take 10 MB), plus a small map entry (~32 bytes) per row that has more than one outcome record
 /// (rows re-attempted with `--retry-failed`).
+impl Default for Loaded {
+    /// Nothing recorded: what a run without a checkpoint (a dry run) starts from.
+    fn default() -> Loaded {
+        Loaded::new()
+    }
+}
+
 pub struct Loaded {
     /// Indexed by input line.
     rows: Vec<u8>,
