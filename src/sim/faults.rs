@@ -1,0 +1,213 @@
+//! Faults on demand: the server-side rate limit and the random errors, drops and slow answers.
+//!
+//! The runner's pacing, retry and halting logic is only believable if it is tested against a
+//! server that misbehaves the way vendors do. The dice are seeded (`--fault-seed`) so a run with
+//! one client in sequence can be reproduced exactly.
+
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use super::state::lock;
+
+/// `--rate-limit VENDOR=RATE[/BURST]`: a token bucket for one vendor type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    pub vendor: String,
+    /// Requests per second.
+    pub rate: f64,
+    pub burst: u32,
+}
+
+impl FromStr for RateLimit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (vendor, spec) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}`: expected VENDOR=RATE[/BURST], e.g. auth0=2/5"))?;
+        let (rate, burst) = match spec.split_once('/') {
+            Some((rate, burst)) => (rate, Some(burst)),
+            None => (spec, None),
+        };
+        let rate: f64 = rate
+            .trim()
+            .parse()
+            .ok()
+            .filter(|r: &f64| r.is_finite() && *r > 0.0)
+            .ok_or_else(|| format!("`{s}`: RATE must be a positive number"))?;
+        let burst = match burst {
+            Some(b) => b
+                .trim()
+                .parse()
+                .ok()
+                .filter(|b: &u32| *b >= 1)
+                .ok_or_else(|| format!("`{s}`: BURST must be a whole number >= 1"))?,
+            None => rate.floor().max(1.0) as u32,
+        };
+        Ok(RateLimit {
+            vendor: vendor.trim().to_string(),
+            rate,
+            burst,
+        })
+    }
+}
+
+/// Why a request was refused by the bucket: what the vendor's rate-limit answer reports.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Limited {
+    /// The bucket size (Auth0 `x-ratelimit-limit`).
+    pub(crate) limit: u32,
+    /// Until the bucket holds a token again.
+    pub(crate) wait: Duration,
+    /// Whether to send `Retry-After` (`--retry-after`).
+    pub(crate) retry_after: bool,
+}
+
+impl Limited {
+    /// When the bucket will have a token, in UNIX seconds, rounded up (Auth0 `x-ratelimit-reset`).
+    pub(crate) fn reset_epoch(&self) -> u64 {
+        let at = SystemTime::now() + self.wait;
+        let since = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        since.as_secs_f64().ceil() as u64
+    }
+
+    /// `Retry-After` seconds, rounded up (never 0 while limited).
+    pub(crate) fn retry_after_secs(&self) -> u64 {
+        (self.wait.as_secs_f64().ceil() as u64).max(1)
+    }
+}
+
+/// A token bucket that starts full.
+#[derive(Debug)]
+pub(crate) struct Bucket {
+    rate: f64,
+    burst: f64,
+    retry_after: bool,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl Bucket {
+    pub(crate) fn new(limit: &RateLimit, retry_after: bool) -> Self {
+        Bucket {
+            rate: limit.rate,
+            burst: f64::from(limit.burst),
+            retry_after,
+            state: Mutex::new((f64::from(limit.burst), Instant::now())),
+        }
+    }
+
+    /// Take a token, or say how long until one is there (nothing is taken then).
+    pub(crate) fn take(&self) -> Result<(), Limited> {
+        self.take_at(Instant::now())
+    }
+
+    fn take_at(&self, now: Instant) -> Result<(), Limited> {
+        let mut state = lock(&self.state);
+        let (tokens, last) = *state;
+        let elapsed = now.saturating_duration_since(last).as_secs_f64();
+        let tokens = (tokens + elapsed * self.rate).min(self.burst);
+        if tokens >= 1.0 {
+            *state = (tokens - 1.0, now);
+            return Ok(());
+        }
+        *state = (tokens, now);
+        Err(Limited {
+            limit: self.burst as u32,
+            wait: Duration::from_secs_f64((1.0 - tokens) / self.rate),
+            retry_after: self.retry_after,
+        })
+    }
+}
+
+/// The seeded dice for `--error-rate`, `--drop-rate` and `--slow-rate`.
+#[derive(Debug)]
+pub(crate) struct Dice {
+    rng: Mutex<StdRng>,
+    pub(crate) error: f64,
+    pub(crate) drop: f64,
+    pub(crate) slow: f64,
+}
+
+impl Dice {
+    pub(crate) fn new(seed: u64, error: f64, drop: f64, slow: f64) -> Self {
+        Dice {
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            error,
+            drop,
+            slow,
+        }
+    }
+
+    /// `true` with probability `p`; certain outcomes (0, 1) use no randomness.
+    pub(crate) fn roll(&self, p: f64) -> bool {
+        if p <= 0.0 {
+            false
+        } else if p >= 1.0 {
+            true
+        } else {
+            lock(&self.rng).random::<f64>() < p
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rate_limits() {
+        let rl: RateLimit = "auth0=2/5".parse().unwrap();
+        assert_eq!(
+            rl,
+            RateLimit {
+                vendor: "auth0".into(),
+                rate: 2.0,
+                burst: 5
+            }
+        );
+        assert_eq!("gigya=0.5".parse::<RateLimit>().unwrap().burst, 1);
+        assert_eq!("gigya=7.9".parse::<RateLimit>().unwrap().burst, 7);
+        assert!("auth0".parse::<RateLimit>().is_err());
+        assert!("auth0=0".parse::<RateLimit>().is_err());
+        assert!("auth0=1/0".parse::<RateLimit>().is_err());
+        assert!("auth0=x/2".parse::<RateLimit>().is_err());
+    }
+
+    #[test]
+    fn bucket_refills_at_rate() {
+        let bucket = Bucket::new(&"x=2/2".parse().unwrap(), true);
+        let t0 = Instant::now();
+        assert!(bucket.take_at(t0).is_ok());
+        assert!(bucket.take_at(t0).is_ok());
+        let limited = bucket.take_at(t0).unwrap_err();
+        assert_eq!(limited.limit, 2);
+        assert_eq!(limited.wait, Duration::from_millis(500));
+        assert_eq!(limited.retry_after_secs(), 1);
+        assert!(bucket.take_at(t0 + Duration::from_millis(250)).is_err());
+        assert!(bucket.take_at(t0 + Duration::from_millis(500)).is_ok());
+        // Never more than the burst after a long pause.
+        let later = t0 + Duration::from_secs(60);
+        assert!(bucket.take_at(later).is_ok());
+        assert!(bucket.take_at(later).is_ok());
+        assert!(bucket.take_at(later).is_err());
+    }
+
+    #[test]
+    fn dice_are_reproducible() {
+        let rolls = |seed| {
+            let dice = Dice::new(seed, 0.0, 0.0, 0.0);
+            (0..64).map(|_| dice.roll(0.5)).collect::<Vec<_>>()
+        };
+        assert_eq!(rolls(7), rolls(7));
+        assert_ne!(rolls(7), rolls(8));
+        let dice = Dice::new(1, 0.0, 0.0, 0.0);
+        assert!(dice.roll(1.0));
+        assert!(!dice.roll(0.0));
+    }
+}
