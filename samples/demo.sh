@@ -25,5 +25,5 @@ echo
 echo "report (reports/demo.csv):"
 cut -d, -f1-8 reports/demo.csv | column -s, -t
 echo
-echo "unlinker exited with $code (3 = finished, some rows failed or invalid: the sample has one invalid row on purpose)"
+echo "unlinker exited with $code (3 = finished, some rows failed or invalid: on purpose, the sample has a row naming an unknown vendor and a Gigya link the simulator does not hold)"
 [ "$code" -eq 0 ] || [ "$code" -eq 3 ]

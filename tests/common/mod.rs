@@ -128,10 +128,7 @@ pub fn http_get(url: &str) -> String {
 
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
-    loop {
-        let Some((size, rest)) = body.split_once("\r\n") else {
-            break;
-        };
+    while let Some((size, rest)) = body.split_once("\r\n") {
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
         if n == 0 {
             break;
