@@ -8,8 +8,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use std::collections::BTreeSet;
 use wiremock::matchers::{method, path, path_regex};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 fn run_args(job: &Path, extra: &[&str]) -> Vec<String> {
     let mut v = vec![
@@ -401,4 +403,382 @@ async fn a_dry_run_never_touches_the_checkpoint() {
         "a dry run does not read the checkpoint either"
     );
     assert_eq!(read_report(&dir.path().join("report.csv")).len(), 1);
+}
+
+/// Start a run whose calls hang, wait until `n` calls are in flight, kill it with SIGKILL.
+async fn kill_with_calls_in_flight(server: &MockServer, job: &Path, n: usize) {
+    let mut child = Command::new(UNLINKER)
+        .args(["run", job.to_str().unwrap(), "--no-progress"])
+        .env("TEST_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while server.received_requests().await.unwrap_or_default().len() < n
+        && start.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn vendor_job(dir: &Path, uri: &str, input: &str, vendor: &str) -> std::path::PathBuf {
+    write(
+        dir,
+        "job.toml",
+        &format!(
+            r#"
+name = "t"
+[input]
+path = "{input}"
+[output]
+report = "report.csv"
+[vendors.v]
+{vendor}
+base_url = "{uri}"
+rate = 1000
+burst = 1000
+[retry]
+base_delay = "10ms"
+max_delay = "100ms"
+timeout = "60s"
+"#
+        ),
+    )
+}
+
+async fn methods_and_paths(server: &MockServer) -> Vec<String> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url.path()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fusionauth_in_doubt_rows_are_settled_by_read_back() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let gone = "11111111-1111-4111-8111-111111111111";
+    let still = "22222222-2222-4222-8222-222222222222";
+    let idp = "82339786-3dff-42a6-aac6-1f1ceecb6c46";
+    write(
+        dir.path(),
+        "in.csv",
+        &format!(
+            "user_id,identity_provider_id,identity_provider_user_id\n{gone},{idp},a\n{still},{idp},b\n"
+        ),
+    );
+    let job = vendor_job(
+        dir.path(),
+        &server.uri(),
+        "in.csv",
+        "type = \"fusionauth\"\napi_key = \"k-123456\"",
+    );
+    kill_with_calls_in_flight(&server, &job, 2).await;
+
+    server.reset().await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::query_param("userId", gone))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::query_param("userId", still))
+        .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"identityProviderLink":{}}"#))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let resumed = unlinker_async(run_args(&job, &[]), env()).await;
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let deletes: Vec<Request> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "DELETE")
+        .collect();
+    assert_eq!(
+        deletes.len(),
+        1,
+        "only the link still present is sent again"
+    );
+    assert!(deletes[0].url.query().unwrap().contains(still));
+    let rows = by_line(&read_report(&dir.path().join("report.csv")));
+    assert_eq!(rows[&2]["outcome"], "absent");
+    assert!(rows[&2]["message"].contains("settled by read-back"));
+    assert_eq!(rows[&3]["outcome"], "unlinked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gigya_in_doubt_rows_are_settled_by_read_back() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/socialize.removeConnection"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "in.csv",
+        "uid,provider\nUIDgone,facebook\nUIDstill,twitter\n",
+    );
+    let job = vendor_job(
+        dir.path(),
+        &server.uri(),
+        "in.csv",
+        "type = \"gigya\"\napi_key = \"ak\"\nuser_key = \"uk\"\nsecret = \"c2VjcmV0LXNlY3JldA==\"",
+    );
+    kill_with_calls_in_flight(&server, &job, 2).await;
+
+    server.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/accounts.getAccountInfo"))
+        .and(wiremock::matchers::body_string_contains("UID=UIDgone"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "errorCode": 0, "callId": "c1", "identities": [{"provider": "site"}, {"provider": "google"}]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/accounts.getAccountInfo"))
+        .and(wiremock::matchers::body_string_contains("UID=UIDstill"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "errorCode": 0, "callId": "c2", "identities": [{"provider": "site"}, {"provider": "twitter"}]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/socialize.removeConnection"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"errorCode": 0, "callId": "c3"})),
+        )
+        .mount(&server)
+        .await;
+    let resumed = unlinker_async(run_args(&job, &[]), env()).await;
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let calls = methods_and_paths(&server).await;
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.ends_with("removeConnection"))
+            .count(),
+        1,
+        "only the connection still present is removed again: {calls:?}"
+    );
+    let rows = by_line(&read_report(&dir.path().join("report.csv")));
+    assert_eq!(rows[&2]["outcome"], "absent");
+    assert!(rows[&2]["message"].contains("settled by read-back"));
+    assert_eq!(rows[&3]["outcome"], "unlinked");
+    assert_eq!(rows[&3]["request_id"], "c3");
+}
+
+/// Newspark has no read API: an in-doubt row is sent again; if that is refused, the message says
+/// the first attempt may already have removed the link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newspark_in_doubt_rows_are_sent_again() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("location", "/unlinker/done")
+                .set_delay(Duration::from_secs(30)),
+        )
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "in.csv",
+        "vhost,uid,external_id_provider_name\n1,10,facebook\n1,11,facebook\n",
+    );
+    let job = vendor_job(dir.path(), &server.uri(), "in.csv", "type = \"newspark\"");
+    kill_with_calls_in_flight(&server, &job, 2).await;
+
+    server.reset().await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::body_string_contains("uid=10"))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("location", "/unlinker/failed?error=not_linked"),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", "/unlinker/done"))
+        .mount(&server)
+        .await;
+    let resumed = unlinker_async(run_args(&job, &[]), env()).await;
+    assert_eq!(resumed.code, 3, "{}", resumed.stderr);
+    assert_eq!(
+        methods_and_paths(&server).await.len(),
+        2,
+        "both rows sent again, no read"
+    );
+    let rows = by_line(&read_report(&dir.path().join("report.csv")));
+    assert_eq!(rows[&2]["outcome"], "failed");
+    assert!(
+        rows[&2]["message"].contains("may already have removed the link"),
+        "{}",
+        rows[&2]["message"]
+    );
+    assert_eq!(rows[&3]["outcome"], "unlinked");
+}
+
+/// Auth0 `delete_unlinked_user`: killed between the unlink and the delete, the resumed run makes
+/// only the second step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth0_crash_between_the_two_steps_resumes_at_the_second() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .and(path_regex("/identities/"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("[]"))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/api/v2/users/github%7C1"))
+        .respond_with(ResponseTemplate::new(204).set_delay(Duration::from_secs(30)))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "in.csv",
+        "user_id,provider,identity_user_id\nauth0|a,github,1\n",
+    );
+    let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "token = \"${TEST_TOKEN}\"",
+        "token = \"${TEST_TOKEN}\"\ndelete_unlinked_user = true",
+    );
+    std::fs::write(&job, text).unwrap();
+    kill_with_calls_in_flight(&server, &job, 2).await;
+    assert_eq!(
+        methods_and_paths(&server).await,
+        vec![
+            "DELETE /api/v2/users/auth0%7Ca/identities/github/1",
+            "DELETE /api/v2/users/github%7C1"
+        ]
+    );
+
+    server.reset().await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    let resumed = unlinker_async(run_args(&job, &[]), env()).await;
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert_eq!(
+        methods_and_paths(&server).await,
+        vec!["DELETE /api/v2/users/github%7C1"]
+    );
+    let rows = read_report(&dir.path().join("report.csv"));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["outcome"], "unlinked");
+    assert_eq!(rows[0]["http_status"], "204");
+}
+
+/// A torn last journal record (the process died mid-write) is ignored and the job resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_last_journal_record_is_ignored() {
+    let server = ok_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &rows_input(4));
+    let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
+    assert_eq!(
+        unlinker_async(run_args(&job, &["--limit", "2"]), env())
+            .await
+            .code,
+        4
+    );
+    let ckpt = dir.path().join("report.csv.ckpt");
+    let mut bytes = std::fs::read(&ckpt).unwrap();
+    // Cut the last record in half.
+    let last_start = bytes[..bytes.len() - 1]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .unwrap()
+        + 1;
+    bytes.truncate(last_start + (bytes.len() - last_start) / 2);
+    std::fs::write(&ckpt, &bytes).unwrap();
+    let resumed = unlinker_async(run_args(&job, &[]), env()).await;
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let rows = read_report(&dir.path().join("report.csv"));
+    let lines: BTreeSet<u64> = rows.iter().map(|r| r["line"].parse().unwrap()).collect();
+    assert_eq!(rows.len(), 4, "each line once: {rows:?}");
+    assert_eq!(lines, (2..=5).collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once_and_the_job_stays_resumable() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("[]")
+                .set_delay(Duration::from_secs(30)),
+        )
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &rows_input(3));
+    let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
+    let child = Command::new(UNLINKER)
+        .args(["run", job.to_str().unwrap(), "--no-progress"])
+        .env("TEST_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while deletes(&server).await < 3 && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Instant::now();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "exits at once, not after the 30 s calls"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    server.reset().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "identities": [{"provider": "github", "user_id": "0"}, {"provider": "github", "user_id": "1"}, {"provider": "github", "user_id": "2"}]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("[]"))
+        .mount(&server)
+        .await;
+    let resumed = unlinker_async(run_args(&job, &[]), env()).await;
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert_eq!(read_report(&dir.path().join("report.csv")).len(), 3);
 }
