@@ -3,7 +3,6 @@
 //! Log lines go through [`LogWriter`], which hides the bar while a line is written, so logs and
 //! the bar never tear each other.
 
-use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -70,7 +69,7 @@ impl Progress {
         self.limiters.iter().map(|l| l.rate_limited()).sum()
     }
 
-    pub fn tick(&mut self, _counts: &BTreeMap<Outcome, u64>) {
+    pub fn tick(&mut self) {
         let total = self.total.load(Ordering::Relaxed);
         match &self.bar {
             Some(b) => {

@@ -163,17 +163,7 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
     let started = Instant::now();
     let settings = Arc::new(settings);
 
-    if let Some(parent) = settings
-        .report
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent).map_err(|error| RunError::Io {
-            what: "cannot create the report folder",
-            path: parent.to_path_buf(),
-            error,
-        })?;
-    }
+    ensure_parent(&settings.report, "cannot create the report folder")?;
 
     // Checkpoint and report (a dry run touches neither the checkpoint nor the real report).
     let (mut journal, loaded, mut report) = if opts.dry_run {
@@ -331,7 +321,7 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
                 }
             }
             _ = tick.tick() => {
-                progress.tick(&counts);
+                progress.tick();
                 continue;
             }
         }
@@ -435,7 +425,7 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
         for ack in acks.drain(..) {
             let _ = ack.send(());
         }
-        progress.tick(&counts);
+        progress.tick();
     }
     let _ = lanes_done.await;
     report
@@ -522,6 +512,14 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
     })
 }
 
+/// Create the folder `path` goes in, if it has one.
+fn ensure_parent(path: &std::path::Path, what: &'static str) -> Result<(), RunError> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::create_dir_all(parent).map_err(|e| io_err(what, parent, e)),
+        None => Ok(()),
+    }
+}
+
 fn io_err(what: &'static str, path: &std::path::Path, error: std::io::Error) -> RunError {
     RunError::Io {
         what,
@@ -531,17 +529,7 @@ fn io_err(what: &'static str, path: &std::path::Path, error: std::io::Error) -> 
 }
 
 fn open_checkpoint(settings: &Settings, fresh: bool) -> Result<(Checkpoint, Loaded), RunError> {
-    if let Some(parent) = settings
-        .checkpoint
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent).map_err(|error| RunError::Io {
-            what: "cannot create the checkpoint folder",
-            path: parent.to_path_buf(),
-            error,
-        })?;
-    }
+    ensure_parent(&settings.checkpoint, "cannot create the checkpoint folder")?;
     let open_err = |path: &std::path::Path, error| InputError::Open {
         source_name: path.display().to_string(),
         error,

@@ -10,20 +10,6 @@ use common::*;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-fn args(job: &std::path::Path, extra: &[&str]) -> Vec<String> {
-    let mut v = vec![
-        "run".to_string(),
-        job.display().to_string(),
-        "--no-progress".into(),
-    ];
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
-}
-
-fn env() -> Vec<(String, String)> {
-    vec![("TEST_TOKEN".into(), TOKEN.into())]
-}
-
 fn csv_rows(rows: &[(&str, &str, &str)]) -> String {
     let mut s = String::from("user_id,provider,identity_user_id\n");
     for (u, p, i) in rows {
@@ -54,7 +40,7 @@ async fn wire_request_is_encoded_and_carries_the_bearer_token() {
         &csv_rows(&[("auth0|5f7c", "google-oauth2", "\"12 3/4+x\"")]),
     );
     let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
-    let run = unlinker_async(args(&job, &[]), env()).await;
+    let run = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
 
     let reqs = requests(&server).await;
@@ -118,7 +104,7 @@ async fn every_answer_class_lands_in_the_right_outcome() {
         ]),
     );
     let job = auth0_job(dir.path(), &server.uri(), "in.csv", "max_attempts = 3");
-    let run = unlinker_async(args(&job, &[]), env()).await;
+    let run = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(run.code, 3, "failed rows → exit 3\n{}", run.stderr);
 
     let rows = by_line(&read_report(&dir.path().join("report.csv")));
@@ -169,7 +155,7 @@ async fn transient_errors_are_retried_then_succeed() {
         &csv_rows(&[("auth0|a", "github", "1")]),
     );
     let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
-    let run = unlinker_async(args(&job, &[]), env()).await;
+    let run = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let rows = read_report(&dir.path().join("report.csv"));
     assert_eq!(rows[0]["outcome"], "unlinked");
@@ -180,7 +166,8 @@ async fn transient_errors_are_retried_then_succeed() {
 /// Answers the first request with a rate-limit answer and records when every request arrived.
 struct LimitOnce {
     times: Arc<Mutex<Vec<Instant>>>,
-    limited: ResponseTemplate,
+    /// Built when the request arrives, so times in it are relative to that moment.
+    limited: fn() -> ResponseTemplate,
 }
 
 impl Respond for LimitOnce {
@@ -188,14 +175,14 @@ impl Respond for LimitOnce {
         let mut times = self.times.lock().unwrap();
         times.push(Instant::now());
         if times.len() == 1 {
-            self.limited.clone()
+            (self.limited)()
         } else {
             ResponseTemplate::new(200).set_body_string("[]")
         }
     }
 }
 
-async fn rate_limit_pause(limited: ResponseTemplate, pause: Duration) {
+async fn rate_limit_pause(limited: fn() -> ResponseTemplate, pause: Duration) {
     let server = MockServer::start().await;
     let times = Arc::new(Mutex::new(Vec::new()));
     Mock::given(method("DELETE"))
@@ -221,7 +208,7 @@ async fn rate_limit_pause(limited: ResponseTemplate, pause: Duration) {
         .unwrap()
         .replace("concurrency = 8", "concurrency = 1");
     std::fs::write(&job, text).unwrap();
-    let run = unlinker_async(args(&job, &[]), env()).await;
+    let run = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(
         run.code, 0,
         "rate-limit answers do not use up attempts\n{}",
@@ -248,7 +235,7 @@ async fn rate_limit_pause(limited: ResponseTemplate, pause: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_pauses_the_vendor() {
     rate_limit_pause(
-        ResponseTemplate::new(429).insert_header("retry-after", "2"),
+        || ResponseTemplate::new(429).insert_header("retry-after", "2"),
         Duration::from_secs(2),
     )
     .await;
@@ -256,17 +243,19 @@ async fn retry_after_pauses_the_vendor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x_ratelimit_reset_pauses_the_vendor() {
-    let reset = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3;
-    // The reset is whole epoch seconds: the pause is between 2 and 3 s from the first call.
+    // The reset is whole epoch seconds, 3 s after the answer: the pause is between 2 and 3 s.
     rate_limit_pause(
-        ResponseTemplate::new(429)
-            .insert_header("x-ratelimit-limit", "10")
-            .insert_header("x-ratelimit-remaining", "0")
-            .insert_header("x-ratelimit-reset", reset.to_string().as_str()),
+        || {
+            let reset = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 3;
+            ResponseTemplate::new(429)
+                .insert_header("x-ratelimit-limit", "10")
+                .insert_header("x-ratelimit-remaining", "0")
+                .insert_header("x-ratelimit-reset", reset.to_string().as_str())
+        },
         Duration::from_secs(2),
     )
     .await;
@@ -346,7 +335,7 @@ async fn client_credentials_token_is_fetched_once_for_many_rows() {
         .await;
     let dir = tempfile::tempdir().unwrap();
     let job = client_credentials_job(dir.path(), &server.uri(), 40, "");
-    let run = unlinker_async(args(&job, &[]), cc_env()).await;
+    let run = unlinker_async(run_args(&job, &[]), cc_env()).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one token for all rows");
     let deletes: Vec<Request> = requests(&server)
@@ -382,7 +371,7 @@ async fn client_credentials_token_is_refreshed_before_expiry() {
     let dir = tempfile::tempdir().unwrap();
     // 30 rows at 10/s take about 3 s: a 1 s token must be refreshed (at 90% of its life).
     let job = client_credentials_job(dir.path(), &server.uri(), 30, "10");
-    let run = unlinker_async(args(&job, &[]), cc_env()).await;
+    let run = unlinker_async(run_args(&job, &[]), cc_env()).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let n = calls.load(Ordering::SeqCst);
     assert!(
@@ -423,7 +412,7 @@ async fn a_401_refreshes_the_token_once_then_succeeds() {
         .await;
     let dir = tempfile::tempdir().unwrap();
     let job = client_credentials_job(dir.path(), &server.uri(), 1, "");
-    let run = unlinker_async(args(&job, &[]), cc_env()).await;
+    let run = unlinker_async(run_args(&job, &[]), cc_env()).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     let rows = read_report(&dir.path().join("report.csv"));
@@ -460,9 +449,12 @@ async fn halts_on(status: u16, cc: bool) {
             input.push_str(&format!("auth0|u{i},github,{i}\n"));
         }
         write(dir.path(), "in.csv", &input);
-        (auth0_job(dir.path(), &server.uri(), "in.csv", ""), env())
+        (
+            auth0_job(dir.path(), &server.uri(), "in.csv", ""),
+            token_env(),
+        )
     };
-    let run = unlinker_async(args(&job, &[]), env).await;
+    let run = unlinker_async(run_args(&job, &[]), env).await;
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(run.stderr.contains("halted"), "{}", run.stderr);
     assert!(run.stderr.contains(&status.to_string()), "{}", run.stderr);
@@ -527,7 +519,7 @@ async fn consecutive_failures_halt_the_run() {
         .unwrap()
         .replace("concurrency = 8", "concurrency = 1");
     std::fs::write(&job, text).unwrap();
-    let run = unlinker_async(args(&job, &[]), env()).await;
+    let run = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(
         run.stderr.contains("5 consecutive rows failed"),
@@ -547,7 +539,7 @@ async fn dry_run_sends_nothing_not_even_a_token_request() {
     let server = MockServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let job = client_credentials_job(dir.path(), &server.uri(), 5, "");
-    let run = unlinker_async(args(&job, &["--dry-run"]), cc_env()).await;
+    let run = unlinker_async(run_args(&job, &["--dry-run"]), cc_env()).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         requests(&server).await.is_empty(),
@@ -597,7 +589,7 @@ async fn secrets_never_appear_in_any_output() {
     let job = client_credentials_job(dir.path(), &server.uri(), 4, "");
     let summary = dir.path().join("summary.json");
     let run = unlinker_async(
-        args(&job, &["-vv", "--summary", summary.to_str().unwrap()]),
+        run_args(&job, &["-vv", "--summary", summary.to_str().unwrap()]),
         cc_env(),
     )
     .await;

@@ -13,36 +13,8 @@ use wiremock::matchers::{method, path, path_regex};
 
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-fn run_args(job: &Path, extra: &[&str]) -> Vec<String> {
-    let mut v = vec![
-        "run".to_string(),
-        job.display().to_string(),
-        "--no-progress".into(),
-    ];
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
-}
-
-fn env() -> Vec<(String, String)> {
-    vec![("TEST_TOKEN".into(), TOKEN.into())]
-}
-
-fn rows_input(n: usize) -> String {
-    let mut s = String::from("user_id,provider,identity_user_id\n");
-    for i in 0..n {
-        s.push_str(&format!("auth0|u{i},github,{i}\n"));
-    }
-    s
-}
-
 async fn deletes(server: &MockServer) -> usize {
-    server
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.method.as_str() == "DELETE")
-        .count()
+    requests_with(server, "DELETE").await.len()
 }
 
 async fn ok_server() -> MockServer {
@@ -61,13 +33,13 @@ async fn limit_stops_cleanly_and_the_next_run_resumes() {
     write(dir.path(), "in.csv", &rows_input(10));
     let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
 
-    let first = unlinker_async(run_args(&job, &["--limit", "3"]), env()).await;
+    let first = unlinker_async(run_args(&job, &["--limit", "3"]), token_env()).await;
     assert_eq!(first.code, 4, "rows remain → exit 4\n{}", first.stderr);
     assert!(first.stderr.contains("--limit 3"), "{}", first.stderr);
     assert_eq!(read_report(&dir.path().join("report.csv")).len(), 3);
     assert_eq!(deletes(&server).await, 3);
 
-    let second = unlinker_async(run_args(&job, &[]), env()).await;
+    let second = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(second.code, 0, "{}", second.stderr);
     let rows = read_report(&dir.path().join("report.csv"));
     let lines: std::collections::BTreeSet<u64> =
@@ -77,7 +49,7 @@ async fn limit_stops_cleanly_and_the_next_run_resumes() {
     assert_eq!(deletes(&server).await, 10, "no row sent twice");
 
     // Already complete: nothing is sent, exit 0, the recorded counts are reported.
-    let third = unlinker_async(run_args(&job, &[]), env()).await;
+    let third = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(third.code, 0, "{}", third.stderr);
     assert!(
         third.stderr.contains("already complete"),
@@ -115,11 +87,11 @@ async fn retry_failed_reattempts_failed_rows_and_keeps_one_line_each() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "in.csv", &rows_input(5));
     let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
-    let first = unlinker_async(run_args(&job, &[]), env()).await;
+    let first = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(first.code, 3, "{}", first.stderr);
 
     // Complete with failed rows: a plain run sends nothing and still exits 3.
-    let again = unlinker_async(run_args(&job, &[]), env()).await;
+    let again = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(again.code, 3, "{}", again.stderr);
     assert!(
         again.stderr.contains("already complete"),
@@ -133,7 +105,7 @@ async fn retry_failed_reattempts_failed_rows_and_keeps_one_line_each() {
         .respond_with(ResponseTemplate::new(200).set_body_string("[]"))
         .mount(&server)
         .await;
-    let retried = unlinker_async(run_args(&job, &["--retry-failed"]), env()).await;
+    let retried = unlinker_async(run_args(&job, &["--retry-failed"]), token_env()).await;
     assert_eq!(retried.code, 0, "{}", retried.stderr);
     assert_eq!(
         deletes(&server).await,
@@ -152,14 +124,14 @@ async fn a_changed_input_is_refused_and_fresh_starts_over() {
     write(dir.path(), "in.csv", &rows_input(3));
     let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
     assert_eq!(
-        unlinker_async(run_args(&job, &["--limit", "1"]), env())
+        unlinker_async(run_args(&job, &["--limit", "1"]), token_env())
             .await
             .code,
         4
     );
 
     write(dir.path(), "in.csv", &rows_input(4));
-    let refused = unlinker_async(run_args(&job, &[]), env()).await;
+    let refused = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(refused.stderr.contains("changed"), "{}", refused.stderr);
     assert!(
@@ -169,7 +141,7 @@ async fn a_changed_input_is_refused_and_fresh_starts_over() {
     );
     assert_eq!(deletes(&server).await, 1);
 
-    let fresh = unlinker_async(run_args(&job, &["--fresh"]), env()).await;
+    let fresh = unlinker_async(run_args(&job, &["--fresh"]), token_env()).await;
     assert_eq!(fresh.code, 0, "{}", fresh.stderr);
     assert_eq!(read_report(&dir.path().join("report.csv")).len(), 4);
     let kept: Vec<String> = std::fs::read_dir(dir.path())
@@ -203,20 +175,10 @@ async fn a_second_run_exits_5_naming_the_holder_and_a_killed_holder_leaves_no_st
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "in.csv", &rows_input(2));
     let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
-    let mut holder = Command::new(UNLINKER)
-        .args(["run", job.to_str().unwrap(), "--no-progress"])
-        .env("TEST_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until the holder's calls are in flight.
-    let start = Instant::now();
-    while deletes(&server).await == 0 && start.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut holder = spawn_run(&job, Stdio::null());
+    wait_for_requests(&server, 1).await;
     let t = Instant::now();
-    let second = unlinker_async(run_args(&job, &[]), env()).await;
+    let second = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(second.code, 5, "{}", second.stderr);
     assert!(t.elapsed() < Duration::from_secs(5), "exits at once");
     assert!(
@@ -238,7 +200,7 @@ async fn a_second_run_exits_5_naming_the_holder_and_a_killed_holder_leaves_no_st
         )
         .mount(&server)
         .await;
-    let after = unlinker_async(run_args(&job, &[]), env()).await;
+    let after = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(after.code, 0, "no stale lock: {}", after.stderr);
 }
 
@@ -263,17 +225,8 @@ async fn auth0_in_doubt_rows_are_settled_by_read_back() {
         "user_id,provider,identity_user_id\nauth0|gone,github,1\nauth0|still,github,2\n",
     );
     let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
-    let mut child = Command::new(UNLINKER)
-        .args(["run", job.to_str().unwrap(), "--no-progress"])
-        .env("TEST_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while deletes(&server).await < 2 && start.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut child = spawn_run(&job, Stdio::null());
+    wait_for_requests(&server, 2).await;
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -299,7 +252,7 @@ async fn auth0_in_doubt_rows_are_settled_by_read_back() {
         .respond_with(ResponseTemplate::new(200).set_body_string("[]"))
         .mount(&server)
         .await;
-    let resumed = unlinker_async(run_args(&job, &[]), env()).await;
+    let resumed = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     let sent: Vec<String> = server
         .received_requests()
@@ -343,17 +296,8 @@ async fn sigterm_drains_in_flight_calls_records_them_and_exits_4() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "in.csv", &rows_input(40));
     let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
-    let child = Command::new(UNLINKER)
-        .args(["run", job.to_str().unwrap(), "--no-progress"])
-        .env("TEST_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while deletes(&server).await < 8 && start.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let child = spawn_run(&job, Stdio::piped());
+    wait_for_requests(&server, 8).await;
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     let out = tokio::task::spawn_blocking(move || child.wait_with_output())
@@ -387,14 +331,14 @@ async fn a_dry_run_never_touches_the_checkpoint() {
     write(dir.path(), "in.csv", &rows_input(3));
     let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
     assert_eq!(
-        unlinker_async(run_args(&job, &["--limit", "1"]), env())
+        unlinker_async(run_args(&job, &["--limit", "1"]), token_env())
             .await
             .code,
         4
     );
     let ckpt = dir.path().join("report.csv.ckpt");
     let before = std::fs::read(&ckpt).unwrap();
-    let dry = unlinker_async(run_args(&job, &["--dry-run"]), env()).await;
+    let dry = unlinker_async(run_args(&job, &["--dry-run"]), token_env()).await;
     assert_eq!(dry.code, 0, "{}", dry.stderr);
     assert_eq!(std::fs::read(&ckpt).unwrap(), before);
     assert_eq!(
@@ -407,19 +351,8 @@ async fn a_dry_run_never_touches_the_checkpoint() {
 
 /// Start a run whose calls hang, wait until `n` calls are in flight, kill it with SIGKILL.
 async fn kill_with_calls_in_flight(server: &MockServer, job: &Path, n: usize) {
-    let mut child = Command::new(UNLINKER)
-        .args(["run", job.to_str().unwrap(), "--no-progress"])
-        .env("TEST_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while server.received_requests().await.unwrap_or_default().len() < n
-        && start.elapsed() < Duration::from_secs(10)
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut child = spawn_run(job, Stdio::null());
+    wait_for_requests(server, n).await;
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -500,7 +433,7 @@ async fn fusionauth_in_doubt_rows_are_settled_by_read_back() {
         .respond_with(ResponseTemplate::new(200))
         .mount(&server)
         .await;
-    let resumed = unlinker_async(run_args(&job, &[]), env()).await;
+    let resumed = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     let deletes: Vec<Request> = server
         .received_requests()
@@ -568,7 +501,7 @@ async fn gigya_in_doubt_rows_are_settled_by_read_back() {
         )
         .mount(&server)
         .await;
-    let resumed = unlinker_async(run_args(&job, &[]), env()).await;
+    let resumed = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     let calls = methods_and_paths(&server).await;
     assert_eq!(
@@ -621,7 +554,7 @@ async fn newspark_in_doubt_rows_are_sent_again() {
         .respond_with(ResponseTemplate::new(302).insert_header("location", "/unlinker/done"))
         .mount(&server)
         .await;
-    let resumed = unlinker_async(run_args(&job, &[]), env()).await;
+    let resumed = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(resumed.code, 3, "{}", resumed.stderr);
     assert_eq!(
         methods_and_paths(&server).await.len(),
@@ -679,7 +612,7 @@ async fn auth0_crash_between_the_two_steps_resumes_at_the_second() {
         .respond_with(ResponseTemplate::new(204))
         .mount(&server)
         .await;
-    let resumed = unlinker_async(run_args(&job, &[]), env()).await;
+    let resumed = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     assert_eq!(
         methods_and_paths(&server).await,
@@ -699,7 +632,7 @@ async fn a_torn_last_journal_record_is_ignored() {
     write(dir.path(), "in.csv", &rows_input(4));
     let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
     assert_eq!(
-        unlinker_async(run_args(&job, &["--limit", "2"]), env())
+        unlinker_async(run_args(&job, &["--limit", "2"]), token_env())
             .await
             .code,
         4
@@ -714,7 +647,7 @@ async fn a_torn_last_journal_record_is_ignored() {
         + 1;
     bytes.truncate(last_start + (bytes.len() - last_start) / 2);
     std::fs::write(&ckpt, &bytes).unwrap();
-    let resumed = unlinker_async(run_args(&job, &[]), env()).await;
+    let resumed = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     let rows = read_report(&dir.path().join("report.csv"));
     let lines: BTreeSet<u64> = rows.iter().map(|r| r["line"].parse().unwrap()).collect();
@@ -736,17 +669,8 @@ async fn a_second_signal_exits_at_once_and_the_job_stays_resumable() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "in.csv", &rows_input(3));
     let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
-    let child = Command::new(UNLINKER)
-        .args(["run", job.to_str().unwrap(), "--no-progress"])
-        .env("TEST_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while deletes(&server).await < 3 && start.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let child = spawn_run(&job, Stdio::piped());
+    wait_for_requests(&server, 3).await;
     let pid = child.id().to_string();
     Command::new("kill").args(["-INT", &pid]).status().unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -778,7 +702,7 @@ async fn a_second_signal_exits_at_once_and_the_job_stays_resumable() {
         .respond_with(ResponseTemplate::new(200).set_body_string("[]"))
         .mount(&server)
         .await;
-    let resumed = unlinker_async(run_args(&job, &[]), env()).await;
+    let resumed = unlinker_async(run_args(&job, &[]), token_env()).await;
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     assert_eq!(read_report(&dir.path().join("report.csv")).len(), 3);
 }

@@ -275,51 +275,16 @@ impl Read for LineTracker {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Format, InputSpec, Source, open_reader};
+    use super::super::test_support::{self, bad, ok, open_with, read_with};
+    use super::super::{Format, InputSpec, open_reader};
     use super::*;
 
     fn spec(columns: &[(&str, &str)], defaults: &[(&str, &str)]) -> InputSpec {
-        let map = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        InputSpec {
-            source: Source::Stdin,
-            format: Format::Csv,
-            columns: map(columns),
-            defaults: map(defaults),
-        }
-    }
-
-    fn open_with(input: &[u8], spec: &InputSpec) -> Result<Records, InputError> {
-        open_reader(spec, Box::new(io::Cursor::new(input.to_vec())))
-    }
-
-    fn read_with(input: &[u8], spec: &InputSpec) -> Vec<Record> {
-        open_with(input, spec)
-            .expect("header reads")
-            .map(|r| r.expect("no I/O error"))
-            .collect()
+        test_support::spec(Format::Csv, columns, defaults)
     }
 
     fn read(input: &[u8]) -> Vec<Record> {
         read_with(input, &spec(&[], &[]))
-    }
-
-    fn ok(line: u64, pairs: &[(&str, &str)]) -> Record {
-        Record {
-            line,
-            fields: Ok(Fields::from_pairs(pairs.iter().copied())),
-        }
-    }
-
-    fn bad(line: u64, field: &str, rule: &str) -> Record {
-        Record {
-            line,
-            fields: Err(Invalid::new(field, rule)),
-        }
     }
 
     fn header_error(input: &[u8], spec: &InputSpec) -> String {

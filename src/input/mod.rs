@@ -203,3 +203,49 @@ pub fn content_hash(path: &Path) -> io::Result<u128> {
     }
     Ok(hasher.digest128())
 }
+
+/// Helpers for the CSV and JSONL readers' unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    pub fn spec(format: Format, columns: &[(&str, &str)], defaults: &[(&str, &str)]) -> InputSpec {
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        InputSpec {
+            source: Source::Stdin,
+            format,
+            columns: map(columns),
+            defaults: map(defaults),
+        }
+    }
+
+    pub fn open_with(input: &[u8], spec: &InputSpec) -> Result<Records, InputError> {
+        open_reader(spec, Box::new(io::Cursor::new(input.to_vec())))
+    }
+
+    pub fn read_with(input: &[u8], spec: &InputSpec) -> Vec<Record> {
+        open_with(input, spec)
+            .expect("opens")
+            .map(|r| r.expect("no I/O error"))
+            .collect()
+    }
+
+    pub fn ok(line: u64, pairs: &[(&str, &str)]) -> Record {
+        Record {
+            line,
+            fields: Ok(Fields::from_pairs(pairs.iter().copied())),
+        }
+    }
+
+    pub fn bad(line: u64, field: &str, rule: &str) -> Record {
+        Record {
+            line,
+            fields: Err(Invalid::new(field, rule)),
+        }
+    }
+}

@@ -204,3 +204,61 @@ timeout = "5s"
 }
 
 pub const TOKEN: &str = "tok-3f9a7c2e5d1b";
+
+/// `run JOB --no-progress` plus `extra`, as owned strings for [`unlinker_async`].
+pub fn run_args(job: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        "run".to_string(),
+        job.display().to_string(),
+        "--no-progress".into(),
+    ];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// The environment of [`auth0_job`].
+pub fn token_env() -> Vec<(String, String)> {
+    vec![("TEST_TOKEN".into(), TOKEN.into())]
+}
+
+/// An Auth0 CSV input of `n` distinct rows: `auth0|u{i},github,{i}`.
+pub fn rows_input(n: usize) -> String {
+    let mut s = String::from("user_id,provider,identity_user_id\n");
+    for i in 0..n {
+        s.push_str(&format!("auth0|u{i},github,{i}\n"));
+    }
+    s
+}
+
+/// Start `unlinker run JOB` in the background (for tests that kill or signal it).
+pub fn spawn_run(job: &Path, stderr: Stdio) -> Child {
+    Command::new(UNLINKER)
+        .args(["run", job.to_str().unwrap(), "--no-progress"])
+        .env("TEST_TOKEN", TOKEN)
+        .env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("start unlinker")
+}
+
+/// Requests a wiremock server has received with `method`.
+pub async fn requests_with(server: &wiremock::MockServer, method: &str) -> Vec<wiremock::Request> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.method.as_str() == method)
+        .collect()
+}
+
+/// Wait (up to 10 s) until the server has received at least `n` requests.
+pub async fn wait_for_requests(server: &wiremock::MockServer, n: usize) {
+    let start = std::time::Instant::now();
+    while server.received_requests().await.unwrap_or_default().len() < n
+        && start.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
