@@ -606,3 +606,104 @@ async fn secrets_never_appear_in_any_output() {
     let help = unlinker_async(vec!["run".into(), "--help".into()], cc_env()).await;
     assert!(!help.stdout.contains("cs-8d1e2f"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_are_retried_then_fail_with_the_reason() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "in.csv",
+        &csv_rows(&[("auth0|a", "github", "1")]),
+    );
+    let job = auth0_job(dir.path(), &server.uri(), "in.csv", "max_attempts = 2");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("timeout = \"5s\"", "timeout = \"300ms\"");
+    std::fs::write(&job, text).unwrap();
+    let run = unlinker_async(run_args(&job, &[]), token_env()).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let rows = read_report(&dir.path().join("report.csv"));
+    assert_eq!(rows[0]["outcome"], "failed");
+    assert_eq!(rows[0]["attempts"], "2");
+    assert_eq!(rows[0]["http_status"], "", "no answer arrived");
+    assert!(
+        rows[0]["message"].contains("gave up after 2 attempts: timed out"),
+        "{}",
+        rows[0]["message"]
+    );
+    assert_eq!(requests_with(&server, "DELETE").await.len(), 2);
+}
+
+#[test]
+fn connection_errors_are_retried_then_fail_with_the_reason() {
+    // A port nothing listens on: bind one, note it, let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "in.csv",
+        &csv_rows(&[("auth0|a", "github", "1")]),
+    );
+    let job = auth0_job(
+        dir.path(),
+        &format!("http://127.0.0.1:{port}"),
+        "in.csv",
+        "max_attempts = 3",
+    );
+    let run = unlinker(
+        &["run", job.to_str().unwrap(), "--no-progress"],
+        &[("TEST_TOKEN", TOKEN)],
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let rows = read_report(&dir.path().join("report.csv"));
+    assert_eq!(rows[0]["attempts"], "3");
+    assert!(
+        rows[0]["message"].contains("gave up after 3 attempts: connection failed"),
+        "{}",
+        rows[0]["message"]
+    );
+}
+
+/// Off a terminal (cron), progress is a log line every 10 s on stderr; stdout stays empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_a_terminal_progress_is_a_line_every_10_seconds() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("[]"))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::from("user_id,provider,identity_user_id\n");
+    for i in 0..23 {
+        input.push_str(&format!("auth0|u{i},github,{i}\n"));
+    }
+    write(dir.path(), "in.csv", &input);
+    // 23 rows at 2/s (burst 1) take about 11 s: exactly one progress line.
+    let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("rate = 1000", "rate = 2")
+        .replace("burst = 1000", "burst = 1");
+    std::fs::write(&job, text).unwrap();
+    // Without --no-progress: stderr is a pipe, not a terminal.
+    let run = unlinker_async(vec!["run".into(), job.display().to_string()], token_env()).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "", "nothing on stdout for cron to mail");
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("progress:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(lines[0].contains("/23 rows this run"), "{}", lines[0]);
+    assert!(lines[0].contains("rate-limit answers"), "{}", lines[0]);
+}
