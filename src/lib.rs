@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod dedupe;
 pub mod input;
 pub mod job;
 pub mod limit;

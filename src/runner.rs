@@ -11,7 +11,7 @@
 //! journal and handed to the OS; the row task waits for that acknowledgement. The consumer groups
 //! whatever arrived together into one write, so this costs one `write(2)` per batch, not per row.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::checkpoint::{self, Binding, Checkpoint, CheckpointError, Loaded, ReportStart};
+use crate::dedupe::DuplicateIndex;
 use crate::input::{self, InputError, Source};
 use crate::job::{Settings, VendorSettings};
 use crate::limit::Limiter;
@@ -579,7 +580,7 @@ fn read_rows(
             return;
         }
     };
-    let mut seen: HashMap<u128, u64> = HashMap::new();
+    let mut seen = DuplicateIndex::new();
     let mut dispatched = 0u64;
     let mut more_pending = false;
     for record in records {
@@ -598,21 +599,15 @@ fn read_rows(
         let classified = classify_record(settings, record.fields);
         // Register keys even for recorded rows, so a later duplicate of them is still found.
         let classified = match classified {
-            Ok((lane, row)) => {
-                let id = dedupe_id(&settings.vendors[lane].name, &row.key.0);
-                match seen.get(&id) {
-                    Some(&first) if first != line => Err((
-                        Some(lane),
-                        Some(row),
-                        format!("same vendor and key as line {first}"),
-                        Outcome::Duplicate,
-                    )),
-                    _ => {
-                        seen.insert(id, line);
-                        Ok((lane, row))
-                    }
-                }
-            }
+            Ok((lane, row)) => match seen.insert(&settings.vendors[lane].name, &row.key.0, line) {
+                Some(first) => Err((
+                    Some(lane),
+                    Some(row),
+                    format!("same vendor and key as line {first}"),
+                    Outcome::Duplicate,
+                )),
+                None => Ok((lane, row)),
+            },
             Err((lane, invalid)) => Err((lane, None, invalid.to_string(), Outcome::Invalid)),
         };
         if recorded {
@@ -709,14 +704,6 @@ fn classify_record(settings: &Settings, fields: Result<input::Fields, Invalid>) 
         .prepare(&fields)
         .map_err(|i| (Some(lane), i))?;
     Ok((lane, row))
-}
-
-fn dedupe_id(vendor: &str, key: &str) -> u128 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(vendor.as_bytes());
-    h.update(&[0]);
-    h.update(key.as_bytes());
-    h.digest128()
 }
 
 /// A report row for a row that was not sent.
@@ -1269,7 +1256,7 @@ pub fn validate(
     mut problem: impl FnMut(u64, &str),
 ) -> Result<Validation, InputError> {
     let mut v = Validation::default();
-    let mut seen: HashMap<u128, u64> = HashMap::new();
+    let mut seen = DuplicateIndex::new();
     for record in input::open(&settings.input)? {
         let record = record?;
         v.rows += 1;
@@ -1279,19 +1266,15 @@ pub fn validate(
                 problem(record.line, &format!("invalid: {invalid}"));
             }
             Ok((lane, row)) => {
-                let id = dedupe_id(&settings.vendors[lane].name, &row.key.0);
-                match seen.get(&id) {
-                    Some(&first) => {
+                match seen.insert(&settings.vendors[lane].name, &row.key.0, record.line) {
+                    Some(first) => {
                         v.duplicate += 1;
                         problem(
                             record.line,
                             &format!("duplicate: same vendor and key as line {first}"),
                         );
                     }
-                    None => {
-                        seen.insert(id, record.line);
-                        v.valid += 1;
-                    }
+                    None => v.valid += 1,
                 }
             }
         }
