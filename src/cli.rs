@@ -142,12 +142,6 @@ fn fatal(e: &dyn std::fmt::Display) -> i32 {
 }
 
 async fn cmd_run(args: RunArgs) -> i32 {
-    if args.check {
-        eprintln!(
-            "error: --check is not built yet; a plain --dry-run makes no network call at all"
-        );
-        return exit::USAGE;
-    }
     let overrides = Overrides {
         input: args.input.clone(),
         report: args.report.clone(),

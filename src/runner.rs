@@ -1110,6 +1110,9 @@ async fn fetch_token(
     if slot.as_ref().is_some_and(|t| t.refresh_at > Instant::now()) {
         return Ok(()); // fetched by another call while we waited for the lock
     }
+    if ctx.stop.is_set() {
+        return Err(End::Pending); // a halt (perhaps this very token refused) came meanwhile
+    }
     let answer = send(&ctx.http, &request).await;
     drop(permit);
     let retry = &ctx.settings.retry;
