@@ -261,4 +261,70 @@ pub async fn wait_for_requests(server: &wiremock::MockServer, n: usize) {
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+// ---- Added for tests/vendors.rs and tests/check.rs ----
+
+impl Sim {
+    /// `GET /_sim/log`: the vendor requests the simulator received, oldest first.
+    pub fn log(&self) -> Vec<serde_json::Value> {
+        match self.get_json("/_sim/log") {
+            serde_json::Value::Array(entries) => entries,
+            other => panic!("/_sim/log is not a list: {other}"),
+        }
+    }
+
+    /// `GET /_sim/links?vendor=VENDOR`: the keys currently linked, sorted.
+    pub fn links(&self, vendor: &str) -> Vec<String> {
+        serde_json::from_value(self.get_json(&format!("/_sim/links?vendor={vendor}")))
+            .expect("links are a list of strings")
+    }
+
+    /// `keys.VENDOR.KEY.FIELD` of `/_sim/counters` (0 when the key was never seen).
+    pub fn key_count(&self, vendor: &str, key: &str, field: &str) -> u64 {
+        self.counters()["keys"][vendor][key][field]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// `vendors.VENDOR.FIELD` of `/_sim/counters`.
+    pub fn vendor_count(&self, vendor: &str, field: &str) -> u64 {
+        self.counters()["vendors"][vendor][field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter vendors.{vendor}.{field}"))
+    }
+}
+
+/// Decode `k=v&...` (a form body or a raw query), `+` and `%XX` decoded.
+pub fn decode_pairs(text: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(text.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// The decoded pairs of `text`, sorted, for comparing a whole form at once.
+pub fn sorted_pairs(text: &str) -> Vec<(String, String)> {
+    let mut pairs = decode_pairs(text);
+    pairs.sort();
+    pairs
+}
+
+/// Owned, sorted `(name, value)` pairs from literals.
+pub fn pairs_of(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = list
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+/// Read and parse a JSON file (a `--summary` file).
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON in {}: {e}", path.display()))
+}
+
+/// A report's `finished_at` (RFC 3339, UTC) as a time.
+pub fn parse_time(text: &str) -> std::time::SystemTime {
+    humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("bad RFC 3339 time {text:?}: {e}"))
 }
