@@ -344,7 +344,6 @@ fn assert_auth0_rows(sim: &Sim, c: &Checked) {
 }
 
 #[test]
-#[ignore = "BUG: src/cli.rs cmd_run refuses --check (exit 2, \"not built yet\") though runner::check_row implements it"]
 fn check_auth0_with_a_static_token_only_reads() {
     let dir = tempfile::tempdir().unwrap();
     let seed = write(dir.path(), "seed.csv", AUTH0_SEED);
@@ -360,7 +359,6 @@ fn check_auth0_with_a_static_token_only_reads() {
 }
 
 #[test]
-#[ignore = "BUG: src/cli.rs cmd_run refuses --check (exit 2, \"not built yet\") though runner::check_row implements it"]
 fn check_auth0_with_client_credentials_fetches_one_token_and_only_reads() {
     let dir = tempfile::tempdir().unwrap();
     let seed = write(dir.path(), "seed.csv", AUTH0_SEED);
@@ -387,7 +385,6 @@ fn check_auth0_with_client_credentials_fetches_one_token_and_only_reads() {
 }
 
 #[test]
-#[ignore = "BUG: src/cli.rs cmd_run refuses --check (exit 2, \"not built yet\") though runner::check_row implements it"]
 fn check_fusionauth_only_reads() {
     let dir = tempfile::tempdir().unwrap();
     let mut seed = String::from("vendor,user_id,identity_provider_id,identity_provider_user_id\n");
@@ -454,7 +451,6 @@ fn check_fusionauth_only_reads() {
 }
 
 #[test]
-#[ignore = "BUG: src/cli.rs cmd_run refuses --check (exit 2, \"not built yet\") though runner::check_row implements it"]
 fn check_gigya_only_reads_account_info() {
     let dir = tempfile::tempdir().unwrap();
     let seed = write(
@@ -526,7 +522,6 @@ fn check_gigya_only_reads_account_info() {
 }
 
 #[test]
-#[ignore = "BUG: src/cli.rs cmd_run refuses --check (exit 2, \"not built yet\") though runner::check_row implements it"]
 fn check_newspark_rows_are_dry_run_unchecked_and_nothing_is_sent() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(&["--all-linked"]);
@@ -579,7 +574,6 @@ fn check_newspark_rows_are_dry_run_unchecked_and_nothing_is_sent() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "BUG: src/cli.rs cmd_run refuses --check (exit 2, \"not built yet\") though runner::check_row implements it"]
 fn check_waits_out_rate_limit_answers_retries_errors_and_still_only_reads() {
     let dir = tempfile::tempdir().unwrap();
     let mut seed = String::from("vendor,user_id,identity_provider_id,identity_provider_user_id\n");
@@ -639,7 +633,6 @@ fn check_waits_out_rate_limit_answers_retries_errors_and_still_only_reads() {
 }
 
 #[test]
-#[ignore = "BUG: src/cli.rs cmd_run refuses --check (exit 2, \"not built yet\") though runner::check_row implements it"]
 fn check_halts_on_a_refused_token_and_records_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let seed = write(dir.path(), "seed.csv", AUTH0_SEED);
@@ -672,7 +665,6 @@ fn check_halts_on_a_refused_token_and_records_nothing() {
 }
 
 #[test]
-#[ignore = "BUG: src/cli.rs cmd_run refuses --check (exit 2, \"not built yet\") though runner::check_row implements it"]
 fn check_estimates_the_real_run_per_vendor() {
     let dir = tempfile::tempdir().unwrap();
     let mut seed = String::new();
@@ -751,7 +743,6 @@ burst = 2
 }
 
 #[test]
-#[ignore = "BUG: src/cli.rs cmd_run refuses --check (exit 2, \"not built yet\") though runner::check_row implements it"]
 fn check_never_touches_the_real_checkpoint_or_report() {
     let dir = tempfile::tempdir().unwrap();
     let mut seed = String::from("vendor,user_id,identity_provider_id,identity_provider_user_id\n");

@@ -1061,7 +1061,6 @@ burst = 500
 }
 
 #[test]
-#[ignore = "BUG: runner.rs fetch_token re-sends the refused token request for every call queued on the token lock after the halt"]
 fn a_refused_client_secret_is_sent_once_and_halts() {
     let sim = Sim::start(&["--all-linked"]);
     let dir = tempfile::tempdir().unwrap();

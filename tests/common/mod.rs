@@ -261,6 +261,8 @@ pub async fn wait_for_requests(server: &wiremock::MockServer, n: usize) {
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
 // ---- Added for tests/vendors.rs and tests/check.rs ----
 
 impl Sim {
