@@ -207,9 +207,11 @@ impl ReportWriter {
 pub fn encode_row(row: &ReportRow, format: ReportFormat) -> Vec<u8> {
     match format {
         ReportFormat::Csv => {
+            // A small buffer: the default 8 KiB would be allocated for every row.
             let mut w = csv::WriterBuilder::new()
                 .has_headers(false)
-                .from_writer(Vec::with_capacity(256));
+                .buffer_capacity(512)
+                .from_writer(Vec::with_capacity(512));
             w.serialize(row).expect("report rows always serialize");
             w.into_inner().expect("writing to a Vec cannot fail")
         }
