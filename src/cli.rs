@@ -106,7 +106,13 @@ pub fn main() -> i32 {
         .enable_all()
         .build()
         .expect("cannot start the async runtime");
-    runtime.block_on(dispatch(cli.command))
+    // On a worker thread, not the main thread: the run's consumer then trades events with the row
+    // tasks inside the runtime, instead of waking the main thread (a futex) for every batch.
+    runtime.block_on(async move {
+        tokio::spawn(dispatch(cli.command))
+            .await
+            .expect("the command task panicked")
+    })
 }
 
 fn init_logging(verbose: u8, quiet: u8) {

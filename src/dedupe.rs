@@ -1,42 +1,48 @@
 //! The duplicate index: the one structure of a run that grows with the input.
 //!
-//! It maps each (vendor, key) seen so far to the line that first had it, in 16 bytes a slot: a
+//! It maps each (vendor, key) seen so far to the line that first had it, in 16 bytes a row: a
 //! 96-bit fingerprint of the pair and the line as `u32`. A general-purpose `HashMap<u128, u64>`
-//! takes 32 bytes an entry, and while it grows the old and the new table are both alive, so a
-//! million rows peaked near 100 MB. Here the slots are split over 256 partitions that grow one at
-//! a time, so growing never holds more than 1/256 of the index twice.
+//! takes 32 bytes an entry in a power-of-two table, and while it grows the old and the new table
+//! are both alive, so a million rows peaked near 100 MB. Here recent pairs sit in a small hash map;
+//! every `RECENT_MAX` inserts they are sorted and merged, in place from the back, into one sorted
+//! array: no load-factor slack, and no second copy while it grows (a large `Vec` grows by
+//! `mremap`, and capacity not yet written is never resident). A directory of the top 16 bits
+//! keeps a lookup to its bucket, about n / 65,536 entries.
 //!
-//! Two different pairs share a fingerprint with probability about n²/2⁹⁷ (1.3·10⁻¹⁷ for a million
+//! Two different pairs share a fingerprint with probability about n²/2⁹⁷ (6·10⁻¹⁸ for a million
 //! rows); the only effect would be a row wrongly reported as a duplicate, visibly, in the report.
 
-/// Partitions (a power of two); chosen by the fingerprint's top byte.
-const PARTS: usize = 256;
-/// Slots a partition starts with.
-const INITIAL_SLOTS: usize = 16;
+use std::collections::HashMap;
 
-/// `[fingerprint bits 0..32, 32..64, 64..96, line]`; line 0 (never a real line) marks empty.
-type Slot = [u32; 4];
+/// Pairs held in the hash map before a merge into the sorted array.
+const RECENT_MAX: usize = 32 * 1024;
+/// `dir[b]` = index of the first sorted entry whose top `DIR_BITS` bits are >= b.
+const DIR_BITS: u32 = 16;
+
+#[derive(Clone, Copy, Default)]
+struct Entry {
+    hi: u64,
+    lo: u32,
+    /// The first line; `u32::MAX` means: look in `big_lines`.
+    line: u32,
+}
+
+type Id = (u64, u32);
 
 #[derive(Default)]
-struct Part {
-    slots: Vec<Slot>,
-    len: usize,
-}
-
 pub struct DuplicateIndex {
-    parts: Vec<Part>,
-}
-
-impl Default for DuplicateIndex {
-    fn default() -> Self {
-        DuplicateIndex::new()
-    }
+    recent: HashMap<Id, u64>,
+    sorted: Vec<Entry>,
+    dir: Vec<u32>,
+    /// First lines from `u32::MAX` on (inputs of over four billion lines).
+    big_lines: HashMap<Id, u64>,
 }
 
 impl DuplicateIndex {
     pub fn new() -> DuplicateIndex {
         DuplicateIndex {
-            parts: (0..PARTS).map(|_| Part::default()).collect(),
+            recent: HashMap::with_capacity(RECENT_MAX),
+            ..DuplicateIndex::default()
         }
     }
 
@@ -48,72 +54,87 @@ impl DuplicateIndex {
         h.update(&[0]);
         h.update(key.as_bytes());
         let fp = h.digest128();
-        // Lines past u32::MAX (four billion lines) are clamped: only a message would be off.
-        let line = u32::try_from(line).unwrap_or(u32::MAX).max(1);
-        self.parts[(fp >> 120) as usize]
-            .insert(fp, line)
-            .map(u64::from)
+        let id: Id = ((fp >> 64) as u64, (fp >> 32) as u32);
+        if let Some(first) = self.get(id) {
+            return Some(first);
+        }
+        self.recent.insert(id, line);
+        if self.recent.len() >= RECENT_MAX {
+            self.merge();
+        }
+        None
+    }
+
+    fn get(&self, id: Id) -> Option<u64> {
+        if let Some(&line) = self.recent.get(&id) {
+            return Some(line);
+        }
+        if self.sorted.is_empty() {
+            return None;
+        }
+        let b = (id.0 >> (64 - DIR_BITS)) as usize;
+        let lo = self.dir[b] as usize;
+        let hi = self
+            .dir
+            .get(b + 1)
+            .map_or(self.sorted.len(), |&x| x as usize);
+        let i = lo
+            + self.sorted[lo..hi]
+                .binary_search_by(|e| (e.hi, e.lo).cmp(&id))
+                .ok()?;
+        Some(match self.sorted[i].line {
+            u32::MAX => self.big_lines[&id],
+            line => u64::from(line),
+        })
+    }
+
+    fn merge(&mut self) {
+        let mut batch: Vec<(Id, u64)> = self.recent.drain().collect();
+        batch.sort_unstable_by_key(|e| e.0);
+        let (old, add) = (self.sorted.len(), batch.len());
+        self.sorted.resize(old + add, Entry::default());
+        // Merge from the back, in place: no second copy of the array.
+        let (mut i, mut j, mut k) = (old, add, old + add);
+        while j > 0 {
+            let (id, line) = batch[j - 1];
+            if i > 0 && (self.sorted[i - 1].hi, self.sorted[i - 1].lo) > id {
+                self.sorted[k - 1] = self.sorted[i - 1];
+                i -= 1;
+            } else {
+                let line = match u32::try_from(line) {
+                    Ok(l) if l != u32::MAX => l,
+                    _ => {
+                        self.big_lines.insert(id, line);
+                        u32::MAX
+                    }
+                };
+                self.sorted[k - 1] = Entry {
+                    hi: id.0,
+                    lo: id.1,
+                    line,
+                };
+                j -= 1;
+            }
+            k -= 1;
+        }
+        self.dir.resize(1 << DIR_BITS, 0);
+        let mut e = 0;
+        for (b, slot) in self.dir.iter_mut().enumerate() {
+            while e < self.sorted.len() && ((self.sorted[e].hi >> (64 - DIR_BITS)) as usize) < b {
+                e += 1;
+            }
+            *slot = e as u32;
+        }
     }
 
     /// Pairs recorded.
     pub fn len(&self) -> usize {
-        self.parts.iter().map(|p| p.len).sum()
+        self.recent.len() + self.sorted.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// Bytes of slot storage (for measurements).
-    pub fn heap_bytes(&self) -> usize {
-        self.parts
-            .iter()
-            .map(|p| p.slots.capacity() * std::mem::size_of::<Slot>())
-            .sum()
-    }
-}
-
-impl Part {
-    fn insert(&mut self, fp: u128, line: u32) -> Option<u32> {
-        // Keep the load at most 4/5 so linear probing stays short.
-        if (self.len + 1) * 5 > self.slots.len() * 4 {
-            self.grow();
-        }
-        let tag = [fp as u32, (fp >> 32) as u32, (fp >> 64) as u32];
-        let n = self.slots.len();
-        let mut i = home(&tag, n);
-        loop {
-            let slot = &mut self.slots[i];
-            if slot[3] == 0 {
-                *slot = [tag[0], tag[1], tag[2], line];
-                self.len += 1;
-                return None;
-            }
-            if slot[..3] == tag {
-                return Some(slot[3]);
-            }
-            i = if i + 1 == n { 0 } else { i + 1 };
-        }
-    }
-
-    /// Grow by half (not double): the load stays between 8/15 and 4/5, about 24 bytes a row.
-    fn grow(&mut self) {
-        let new_len = (self.slots.len() * 3 / 2).max(INITIAL_SLOTS);
-        let old = std::mem::replace(&mut self.slots, vec![[0; 4]; new_len]);
-        for slot in old.into_iter().filter(|s| s[3] != 0) {
-            let mut i = home(&[slot[0], slot[1], slot[2]], new_len);
-            while self.slots[i][3] != 0 {
-                i = if i + 1 == new_len { 0 } else { i + 1 };
-            }
-            self.slots[i] = slot;
-        }
-    }
-}
-
-/// A slot's first probe position in a partition of `n` slots, from stored fingerprint bits only
-/// (so growing can recompute it): a multiply-shift maps 32 hash bits onto 0..n.
-fn home(tag: &[u32; 3], n: usize) -> usize {
-    ((u64::from(tag[2]) * n as u64) >> 32) as usize
 }
 
 #[cfg(test)]
@@ -148,11 +169,17 @@ mod tests {
             assert_eq!(idx.insert("v", &format!("k{i}"), 999_999), Some(i + 2));
         }
         assert_eq!(idx.len(), 200_000);
-        // 16-byte slots at a load between 3/8 and 3/4.
-        let per_row = idx.heap_bytes() as f64 / 200_000.0;
-        assert!(
-            (16.0 * 4.0 / 3.0..=16.0 * 8.0 / 3.0).contains(&per_row),
-            "{per_row} bytes a row"
-        );
+    }
+
+    #[test]
+    fn lines_past_four_billion_survive_a_merge() {
+        let mut idx = DuplicateIndex::new();
+        let big = u64::from(u32::MAX) + 5;
+        assert_eq!(idx.insert("v", "big", big), None);
+        for i in 0..RECENT_MAX as u64 {
+            idx.insert("v", &format!("fill{i}"), 2);
+        }
+        assert!(idx.recent.len() < RECENT_MAX, "a merge happened");
+        assert_eq!(idx.insert("v", "big", 7), Some(big));
     }
 }

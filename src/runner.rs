@@ -209,16 +209,6 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
     let loaded = Arc::new(loaded);
 
     let total_rows = Arc::new(AtomicU64::new(u64::MAX));
-    if let Source::File(_) = settings.input.source {
-        let spec = settings.input.clone();
-        let total = total_rows.clone();
-        std::thread::spawn(move || {
-            if let Ok(records) = input::open(&spec) {
-                let n = records.take_while(|r| r.is_ok()).count() as u64;
-                total.store(n, Ordering::Relaxed);
-            }
-        });
-    }
 
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -283,8 +273,16 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
         // A checking dry run sends rows to the lanes, which only read.
         let dry_run = opts.dry_run && !opts.check;
         let limit = opts.limit;
+        let total = total_rows.clone();
         tokio::task::spawn_blocking(move || {
-            read_rows(&settings, &loaded, &stop, &events, lane_txs, dry_run, limit)
+            let reader = Reader {
+                settings: &settings,
+                loaded: &loaded,
+                stop: &stop,
+                events: &events,
+                total: &total,
+            };
+            reader.run(lane_txs, dry_run, limit)
         });
     }
     drop(events_tx);
@@ -563,107 +561,143 @@ fn open_checkpoint(settings: &Settings, fresh: bool) -> Result<(Checkpoint, Load
     Ok(Checkpoint::open(&settings.checkpoint, &binding)?)
 }
 
-/// The reader thread: stream records, validate, de-duplicate, skip recorded rows, dispatch.
-fn read_rows(
-    settings: &Settings,
-    loaded: &Loaded,
-    stop: &Stop,
-    events: &mpsc::Sender<Event>,
-    lanes: Vec<mpsc::Sender<Work>>,
-    dry_run: bool,
-    limit: Option<u64>,
-) {
-    let records = match input::open(&settings.input) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = events.blocking_send(Event::Fatal(e));
-            return;
+/// The reader thread's borrowed context.
+struct Reader<'a> {
+    settings: &'a Settings,
+    loaded: &'a Loaded,
+    stop: &'a Stop,
+    events: &'a mpsc::Sender<Event>,
+    /// Rows in the input, once counted (for progress and the summary).
+    total: &'a Arc<AtomicU64>,
+}
+
+impl Reader<'_> {
+    /// Count the input's rows on a thread of its own. Started only once the first row is on its
+    /// way: counting competes for the CPU with the pass that skips a resumed job's done rows.
+    fn start_counting(&self) {
+        if let Source::File(_) = self.settings.input.source {
+            let spec = self.settings.input.clone();
+            let total = self.total.clone();
+            std::thread::spawn(move || {
+                if let Ok(records) = input::open(&spec) {
+                    let n = records.take_while(|r| r.is_ok()).count() as u64;
+                    total.store(n, Ordering::Relaxed);
+                }
+            });
         }
-    };
-    let mut seen = DuplicateIndex::new();
-    let mut dispatched = 0u64;
-    let mut more_pending = false;
-    for record in records {
-        if stop.is_set() {
-            return;
-        }
-        let record = match record {
+    }
+
+    /// Stream records, validate, de-duplicate, skip recorded rows, dispatch.
+    fn run(&self, lanes: Vec<mpsc::Sender<Work>>, dry_run: bool, limit: Option<u64>) {
+        let Reader {
+            settings,
+            loaded,
+            stop,
+            events,
+            ..
+        } = *self;
+        let mut counting = false;
+        let records = match input::open(&settings.input) {
             Ok(r) => r,
             Err(e) => {
                 let _ = events.blocking_send(Event::Fatal(e));
                 return;
             }
         };
-        let line = record.line;
-        let recorded = loaded.outcome(line).is_some();
-        let classified = classify_record(settings, record.fields);
-        // Register keys even for recorded rows, so a later duplicate of them is still found.
-        let classified = match classified {
-            Ok((lane, row)) => match seen.insert(&settings.vendors[lane].name, &row.key.0, line) {
-                Some(first) => Err((
-                    Some(lane),
-                    Some(row),
-                    format!("same vendor and key as line {first}"),
-                    Outcome::Duplicate,
-                )),
-                None => Ok((lane, row)),
-            },
-            Err((lane, invalid)) => Err((lane, None, invalid.to_string(), Outcome::Invalid)),
-        };
-        if recorded {
-            continue;
-        }
-        if limit.is_some_and(|n| dispatched >= n) {
-            more_pending = true;
-            break;
-        }
-        let event = match classified {
-            Err((lane, row, message, outcome)) => Event::Row(Box::new(unsent_row(
-                settings,
-                line,
-                lane,
-                row.as_ref(),
-                outcome,
-                message,
-            ))),
-            Ok((lane, row)) if dry_run => {
-                dispatched += 1;
-                let request = settings.secrets.scrub(
-                    &settings.vendors[lane]
-                        .adapter
-                        .build(&row, 0, None)
-                        .describe(),
-                );
-                let mut r = unsent_row(
-                    settings,
-                    line,
-                    Some(lane),
-                    Some(&row),
-                    Outcome::DryRun,
-                    String::new(),
-                );
-                r.request = request;
-                Event::Row(Box::new(r))
+        let mut seen = DuplicateIndex::new();
+        let mut dispatched = 0u64;
+        let mut more_pending = false;
+        for record in records {
+            if stop.is_set() {
+                return;
             }
-            Ok((lane, row)) => {
-                dispatched += 1;
-                let work = Work {
-                    line,
-                    start_step: loaded.steps_done(line),
-                    in_doubt: loaded.is_in_doubt(line),
-                    row,
-                };
-                if lanes[lane].blocking_send(work).is_err() {
-                    return; // the lane stopped: the run is stopping
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = events.blocking_send(Event::Fatal(e));
+                    return;
                 }
+            };
+            let line = record.line;
+            let recorded = loaded.outcome(line).is_some();
+            let classified = classify_record(settings, record.fields);
+            // Register keys even for recorded rows, so a later duplicate of them is still found.
+            let classified = match classified {
+                Ok((lane, row)) => {
+                    match seen.insert(&settings.vendors[lane].name, &row.key.0, line) {
+                        Some(first) => Err((
+                            Some(lane),
+                            Some(row),
+                            format!("same vendor and key as line {first}"),
+                            Outcome::Duplicate,
+                        )),
+                        None => Ok((lane, row)),
+                    }
+                }
+                Err((lane, invalid)) => Err((lane, None, invalid.to_string(), Outcome::Invalid)),
+            };
+            if recorded {
                 continue;
             }
-        };
-        if events.blocking_send(event).is_err() {
-            return;
+            if limit.is_some_and(|n| dispatched >= n) {
+                more_pending = true;
+                break;
+            }
+            let event = match classified {
+                Err((lane, row, message, outcome)) => Event::Row(Box::new(unsent_row(
+                    settings,
+                    line,
+                    lane,
+                    row.as_ref(),
+                    outcome,
+                    message,
+                ))),
+                Ok((lane, row)) if dry_run => {
+                    dispatched += 1;
+                    let request = settings.secrets.scrub(
+                        &settings.vendors[lane]
+                            .adapter
+                            .build(&row, 0, None)
+                            .describe(),
+                    );
+                    let mut r = unsent_row(
+                        settings,
+                        line,
+                        Some(lane),
+                        Some(&row),
+                        Outcome::DryRun,
+                        String::new(),
+                    );
+                    r.request = request;
+                    Event::Row(Box::new(r))
+                }
+                Ok((lane, row)) => {
+                    dispatched += 1;
+                    if !counting {
+                        counting = true;
+                        self.start_counting();
+                    }
+                    let work = Work {
+                        line,
+                        start_step: loaded.steps_done(line),
+                        in_doubt: loaded.is_in_doubt(line),
+                        row,
+                    };
+                    if lanes[lane].blocking_send(work).is_err() {
+                        return; // the lane stopped: the run is stopping
+                    }
+                    continue;
+                }
+            };
+            if events.blocking_send(event).is_err() {
+                return;
+            }
         }
+        if !counting {
+            self.start_counting();
+        }
+        let _ = events.blocking_send(Event::InputDone { more_pending });
     }
-    let _ = events.blocking_send(Event::InputDone { more_pending });
 }
 
 type Classified = Result<(usize, Prepared), (Option<usize>, Invalid)>;
@@ -1211,9 +1245,9 @@ async fn send(http: &reqwest::Client, request: &WireRequest) -> Result<WireAnswe
             )
             .body(request.form_body());
     }
-    let response = builder.send().await.map_err(describe_transport)?;
+    let mut response = builder.send().await.map_err(describe_transport)?;
     let status = response.status().as_u16();
-    let headers = response.headers().clone();
+    let headers = std::mem::take(response.headers_mut());
     let body = response.bytes().await.map_err(describe_transport)?;
     Ok(WireAnswer {
         status,

@@ -158,7 +158,7 @@ impl<R: BufRead> Scanner<R> {
                 break;
             }
             any = true;
-            let (take, done) = match avail.iter().position(|&b| b == b'\n') {
+            let (take, done) = match memchr::memchr(b'\n', avail) {
                 Some(i) => (i + 1, true),
                 None => (avail.len(), false),
             };

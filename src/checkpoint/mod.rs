@@ -733,8 +733,53 @@ fn check_binding(path: &Path, recorded: &Binding, now: &Binding) -> Result<(), C
     Ok(())
 }
 
+/// The fields of an outcome record the state needs, read without a JSON parser when the record
+/// has exactly the shape this module writes (`{"t":"outcome","report_len":N,"row":{"line":N,
+/// "vendor":"..","key":"..","outcome":".."...`). Outcome records are half the journal and carry a
+/// whole report row; parsing them fully was most of the time a resume spends loading. Anything
+/// else returns `None` and goes through serde.
+fn fast_outcome(json: &[u8]) -> Option<(u64, Outcome, u64)> {
+    fn digits(s: &[u8]) -> Option<(u64, &[u8])> {
+        let n = s.iter().take_while(|b| b.is_ascii_digit()).count();
+        if n == 0 || n > 19 {
+            return None;
+        }
+        let v = std::str::from_utf8(&s[..n]).ok()?.parse().ok()?;
+        Some((v, &s[n..]))
+    }
+    fn skip_string(s: &[u8]) -> Option<&[u8]> {
+        let mut i = 0;
+        while i < s.len() {
+            match s[i] {
+                b'\\' => i += 2,
+                b'"' => return Some(&s[i + 1..]),
+                _ => i += 1,
+            }
+        }
+        None
+    }
+    let rest = json.strip_prefix(br#"{"t":"outcome","report_len":"#)?;
+    let (report_len, rest) = digits(rest)?;
+    let rest = rest.strip_prefix(br#","row":{"line":"#)?;
+    let (line, rest) = digits(rest)?;
+    let rest = skip_string(rest.strip_prefix(br#","vendor":""#)?)?;
+    let rest = skip_string(rest.strip_prefix(br#","key":""#)?)?;
+    let rest = rest.strip_prefix(br#","outcome":""#)?;
+    let end = rest.iter().position(|&b| b == b'"')?;
+    let outcome = Outcome::ALL
+        .into_iter()
+        .find(|o| o.name().as_bytes() == &rest[..end])?;
+    Some((line, outcome, report_len))
+}
+
 /// Apply one record to the state; an error says why the (well-formed) line is not a record.
 fn apply(loaded: &mut Loaded, json: &[u8], max_line: u64) -> Result<(), String> {
+    if let Some((line, outcome, report_len)) = fast_outcome(json)
+        && (1..=max_line).contains(&line)
+    {
+        loaded.apply_outcome(line, outcome, report_len);
+        return Ok(());
+    }
     let record: RawRecord =
         serde_json::from_slice(json).map_err(|e| format!("unreadable record: {e}"))?;
     let line = |line: Option<u64>| match line {
