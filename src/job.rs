@@ -296,12 +296,19 @@ pub fn resolve(
             )
         })?,
     };
-    let mut columns = BTreeMap::new();
+    let mut columns: BTreeMap<String, String> = BTreeMap::new();
     for (field, column) in &raw.input.columns {
-        columns.insert(
-            field.clone(),
-            interp(&format!("input.columns.{field}"), column)?,
-        );
+        let key = format!("input.columns.{field}");
+        let column = interp(&key, column)?;
+        if let Some((other, _)) = columns.iter().find(|(_, c)| **c == column) {
+            return Err(key_err(
+                &key,
+                format!(
+                    "column `{column}` is already mapped to `{other}`: a column can feed one field"
+                ),
+            ));
+        }
+        columns.insert(field.clone(), column);
     }
     let mut defaults = BTreeMap::new();
     for (field, value) in &raw.defaults {
@@ -702,6 +709,19 @@ token = "${TOK}"
         assert_eq!(s.report, PathBuf::from("/jobs/out/t1-in.dry-run.csv"));
         // The checkpoint stays bound to the real report path.
         assert_eq!(s.checkpoint, PathBuf::from("/jobs/out/t1-in.csv.ckpt"));
+    }
+
+    #[test]
+    fn a_column_feeds_one_field() {
+        let text = MINIMAL.replace(
+            "[output]",
+            "[input.columns]\nuser_id = \"Id\"\nidentity_user_id = \"Id\"\n[output]",
+        );
+        let err = resolve_text(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("input.columns.user_id") && err.contains("`Id`"),
+            "{err}"
+        );
     }
 
     #[test]

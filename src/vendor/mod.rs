@@ -374,7 +374,7 @@ mod tests {
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
+    #[expect(dead_code, reason = "only deserialized, to provoke errors")]
     struct Demo {
         token: String,
         flag: Option<bool>,
