@@ -413,11 +413,15 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
             j.flush()
                 .map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
             if last_sync.elapsed() >= SYNC_INTERVAL {
-                report
-                    .sync()
-                    .map_err(|e| io_err("cannot write report", &settings.report, e))?;
-                j.sync()
-                    .map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
+                // An fsync can take a while on a slow disk: let the runtime move the other
+                // tasks (the calls in flight) to another thread meanwhile.
+                blocking(|| {
+                    report
+                        .sync()
+                        .map_err(|e| io_err("cannot write report", &settings.report, e))?;
+                    j.sync()
+                        .map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))
+                })?;
                 last_sync = Instant::now();
             }
         }
@@ -1228,6 +1232,15 @@ async fn refresh_refused_token(lane: &Lane, used: &str, generation: u64) -> bool
             true
         }
         _ => true,
+    }
+}
+
+/// Run blocking file work on this task without stalling the runtime's other tasks, where the
+/// runtime allows it (a multi-thread one).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
