@@ -106,7 +106,8 @@ pub fn main() -> i32 {
     // One worker thread unless TOKIO_WORKER_THREADS says otherwise (tokio reads it when no count
     // is set here). A run is bound by the vendor's rate, not by CPU: one worker sends tens of
     // thousands of rows a second, and on the benchmark's 2-core machine a worker per core spent
-    // about a fifth more CPU per row on waking threads and moving tasks between them. Input is
+    // about a tenth more CPU per row (interleaved A/B, medians of 5) on waking threads and moving
+    // tasks between them. Input is
     // read on a thread of its own, and fsyncs hand the worker's place over (`block_in_place`).
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
         builder.worker_threads(1);
