@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// Report columns, in order.
-pub const COLUMNS: [&str; 12] = [
+pub const COLUMNS: [&str; 13] = [
     "line",
     "vendor",
     "key",
+    "reference",
     "outcome",
     "http_status",
     "vendor_code",
@@ -75,6 +76,9 @@ pub struct ReportRow {
     pub line: u64,
     pub vendor: String,
     pub key: String,
+    /// The `input.columns.reference` value (a ticket or request id), else empty.
+    #[serde(default)]
+    pub reference: String,
     pub outcome: Outcome,
     pub http_status: Option<u16>,
     pub vendor_code: Option<String>,
@@ -237,6 +241,7 @@ mod tests {
             line: 7,
             vendor: "auth0".into(),
             key: "auth0|1/github/2".into(),
+            reference: "T-1".into(),
             outcome: Outcome::DryRun,
             http_status: None,
             vendor_code: None,
@@ -254,7 +259,7 @@ mod tests {
         let csv = String::from_utf8(encode_row(&row(), ReportFormat::Csv)).unwrap();
         assert_eq!(
             csv,
-            "7,auth0,auth0|1/github/2,dry_run,,,0,0,,\"DELETE https://x/a,b\",\"say \"\"hi\"\"\",2026-01-01T00:00:00.000Z\n"
+            "7,auth0,auth0|1/github/2,T-1,dry_run,,,0,0,,\"DELETE https://x/a,b\",\"say \"\"hi\"\"\",2026-01-01T00:00:00.000Z\n"
         );
         let json: serde_json::Value =
             serde_json::from_slice(&encode_row(&row(), ReportFormat::Jsonl)).unwrap();

@@ -38,6 +38,8 @@ const LANE_QUEUE: usize = 4096;
 const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// Events handled per journal write.
 const MAX_BATCH: usize = 512;
+/// Bytes of an unexpected answer's body quoted in the halt message.
+const UNEXPECTED_QUOTE: usize = 200;
 /// Refresh a fetched token when this share of its lifetime has passed.
 const TOKEN_REFRESH_SHARE: f64 = 0.9;
 
@@ -469,6 +471,7 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
             )
         })
         .collect();
+    let halted = halt.is_some() && !complete;
     let stopped = if complete {
         None
     } else if let Some(h) = halt {
@@ -511,6 +514,7 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
         complete,
         already_complete,
         stopped,
+        halted,
         estimate,
     })
 }
@@ -759,6 +763,7 @@ fn unsent_row(
             .map(|l| settings.vendors[l].name.clone())
             .unwrap_or_default(),
         key: row.map(|r| r.key.0.clone()).unwrap_or_default(),
+        reference: String::new(),
         outcome,
         http_status: None,
         vendor_code: None,
@@ -818,6 +823,7 @@ async fn process_row(ctx: Arc<Ctx>, lane: Arc<Lane>, work: Work) {
             line: work.line,
             vendor: lane.vendor.name.clone(),
             key: work.row.key.0.clone(),
+            reference: String::new(),
             outcome,
             http_status: st.http_status,
             vendor_code: st.vendor_code,
@@ -1020,6 +1026,7 @@ async fn call(
         let answer = send(&ctx.http, &request).await;
         // The slot is held until the answer is handled, so a refusal or a rate-limit pause takes
         // effect before the next call in line can go.
+        let mut unexpected_detail = String::new();
         let verdict = match answer {
             Ok(answer) => {
                 st.http_status = Some(answer.status);
@@ -1027,6 +1034,9 @@ async fn call(
                     CallKind::Step(s) => adapter.classify(&work.row, s, &answer),
                     CallKind::Read => adapter.classify_read(&work.row, &answer),
                 };
+                if let Class::Unexpected(what) = &v.class {
+                    unexpected_detail = describe_unexpected(&answer, what);
+                }
                 st.vendor_code = v.vendor_code.clone();
                 if v.request_id.is_some() {
                     st.request_id = v.request_id.clone();
@@ -1103,8 +1113,43 @@ async fn call(
                 halt(ctx, format!("vendor `{}`: {message}", lane.vendor.name)).await;
                 return Err(End::Pending);
             }
+            Class::Unexpected(what) => {
+                // Whether a state-changing call took effect is unknown: the row stays in doubt,
+                // so a resume reads the vendor's state before anything is sent again.
+                halt(
+                    ctx,
+                    format!(
+                        "vendor `{}`: unexpected answer to {}: {}",
+                        lane.vendor.name, st.request, unexpected_detail
+                    ),
+                )
+                .await;
+                tracing::debug!(line = work.line, "unexpected answer: {what}");
+                return Err(End::Pending);
+            }
         }
     }
+}
+
+/// The part of an "unexpected answer" halt message that quotes the answer: status, content type
+/// and the first bytes of the body, with what did not match and where to look.
+fn describe_unexpected(answer: &WireAnswer, what: &str) -> String {
+    let content_type = answer.header("content-type").unwrap_or("none");
+    let head = &answer.body[..answer.body.len().min(UNEXPECTED_QUOTE)];
+    let quoted: String = String::from_utf8_lossy(head)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let more = if answer.body.len() > UNEXPECTED_QUOTE {
+        "…"
+    } else {
+        ""
+    };
+    format!(
+        "HTTP {}, content type {content_type}, body {:?}{more} ({what}); \
+         this is not an answer the vendor documents: check `base_url` (host and path prefix)",
+        answer.status, quoted
+    )
 }
 
 async fn halt(ctx: &Ctx, reason: String) {

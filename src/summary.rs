@@ -17,6 +17,9 @@ pub mod exit {
     pub const ROWS_FAILED: i32 = 3;
     pub const STOPPED: i32 = 4;
     pub const LOCKED: i32 = 5;
+    /// Halted: a vendor refused credentials, was unreachable, answered something unexpected,
+    /// asked for too long a wait, or too many rows failed in a row.
+    pub const HALTED: i32 = 6;
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -50,6 +53,8 @@ pub struct Summary {
     pub already_complete: bool,
     /// Why the run stopped before finishing.
     pub stopped: Option<String>,
+    /// The run halted (exit 6): `stopped` says why.
+    pub halted: bool,
     /// `--dry-run --check`: how long the real run would take, per vendor.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub estimate: BTreeMap<String, Estimate>,
@@ -108,7 +113,9 @@ impl Summary {
     }
 
     pub fn exit_code(&self) -> i32 {
-        if !self.complete {
+        if self.halted {
+            exit::HALTED
+        } else if !self.complete {
             exit::STOPPED
         } else if self.count(Outcome::Failed) + self.count(Outcome::Invalid) > 0 {
             exit::ROWS_FAILED
@@ -200,6 +207,7 @@ mod tests {
             complete,
             already_complete: false,
             stopped: None,
+            halted: false,
             estimate: BTreeMap::new(),
         }
     }

@@ -455,7 +455,7 @@ async fn halts_on(status: u16, cc: bool) {
         )
     };
     let run = unlinker_async(run_args(&job, &[]), env).await;
-    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(run.code, 6, "{}", run.stderr);
     assert!(run.stderr.contains("halted"), "{}", run.stderr);
     assert!(run.stderr.contains(&status.to_string()), "{}", run.stderr);
     // The refused rows stay pending: nothing is recorded as failed.
@@ -520,7 +520,7 @@ async fn consecutive_failures_halt_the_run() {
         .replace("concurrency = 8", "concurrency = 1");
     std::fs::write(&job, text).unwrap();
     let run = unlinker_async(run_args(&job, &[]), token_env()).await;
-    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(run.code, 6, "{}", run.stderr);
     assert!(
         run.stderr.contains("5 consecutive rows failed"),
         "{}",

@@ -641,7 +641,7 @@ fn check_halts_on_a_refused_token_and_records_nothing() {
     let job = job(dir.path(), "in.csv", &auth0_token_table(&sim.url));
     let env = [("A0_TOKEN", "revoked-token-4e1d")];
     let c = check_run(&sim, dir.path(), &job, &["--concurrency", "1"], &env);
-    assert_eq!(c.out.code, 4, "{}", c.out.stderr);
+    assert_eq!(c.out.code, 6, "{}", c.out.stderr);
     assert!(c.out.stderr.contains("halted"), "{}", c.out.stderr);
     assert!(c.out.stderr.contains("vendor `auth0`"), "{}", c.out.stderr);
     assert!(!c.out.stderr.contains("revoked-token-4e1d"));

@@ -914,7 +914,7 @@ fn gigya_wrong_data_center_halts_naming_the_right_one() {
     write(dir.path(), "in.csv", &input);
     let job = job(dir.path(), "in.csv", &gigya_table(&sim.url, "secret"));
     let out = run(&job, &["--concurrency", "1"]);
-    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert_eq!(out.code, 6, "{}", out.stderr);
     assert!(out.stderr.contains("eu1"), "{}", out.stderr);
     assert!(
         out.stderr.contains("data_center = \"eu1\""),
@@ -1014,7 +1014,7 @@ burst = 500
         env.extend(vars.iter().copied());
         let job_s = job.display().to_string();
         let out = unlinker(&["run", &job_s, "--no-progress"], &env);
-        assert_eq!(out.code, 4, "{case}: halt → exit 4\n{}", out.stderr);
+        assert_eq!(out.code, 6, "{case}: halt → exit 6\n{}", out.stderr);
         assert!(out.stderr.contains("halted"), "{case}: {}", out.stderr);
         assert!(
             out.stderr.contains(&format!("vendor `{vendor}`")),
@@ -1084,7 +1084,7 @@ concurrency = 4
     );
     let job = job(dir.path(), "in.csv", &table);
     let out = run(&job, &[]);
-    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert_eq!(out.code, 6, "{}", out.stderr);
     assert!(out.stderr.contains("cannot get a token"), "{}", out.stderr);
     assert_eq!(sim.vendor_count("auth0", "unlink_calls"), 0);
     // SPEC 4: a halt stops new calls at once; VENDORS.md: one token fetch, shared.

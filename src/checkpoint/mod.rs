@@ -854,6 +854,7 @@ mod tests {
             line,
             vendor: "auth0".into(),
             key: format!("auth0|{line}/github/{line}"),
+            reference: String::new(),
             outcome,
             http_status: Some(204),
             vendor_code: None,

@@ -112,6 +112,10 @@ pub enum Class {
     Reauth(String),
     /// Credentials, permissions or configuration are wrong: stop the run; the row stays pending.
     Halt(String),
+    /// The answer matches none of the shapes the vendor documents for this call (a proxy's 404,
+    /// an HTML page, a 2xx with another body): never an outcome. The runner halts the vendor with
+    /// the status, content type and start of the body; the string says what did not match.
+    Unexpected(String),
 }
 
 impl Class {
@@ -125,6 +129,7 @@ impl Class {
             Class::RateLimit(_) => "rate-limit",
             Class::Reauth(_) => "reauth",
             Class::Halt(_) => "halt",
+            Class::Unexpected(_) => "unexpected",
         }
     }
 }
