@@ -18,7 +18,7 @@ use crate::vendor::VendorKind;
     name = "unlinker",
     version,
     about = "Remove external identity links in bulk: rate-limited, resumable, auditable",
-    after_help = "Exit codes: 0 all rows done, 1 fatal error, 2 usage, 3 rows failed or invalid, 4 stopped (resumable), 5 job locked by another run."
+    after_help = "Exit codes: 0 all rows done, 1 fatal error, 2 usage, 3 rows failed or invalid, 4 stopped as asked (resumable), 5 job locked by another run, 6 halted: fix the cause, then resume."
 )]
 pub struct Cli {
     /// More log output (-v debug, -vv trace); logs go to stderr
@@ -78,10 +78,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
     /// Requests per second, for every vendor of the job
-    #[arg(long, value_name = "R", value_parser = positive_f64)]
+    #[arg(long, value_name = "R", value_parser = rate_value)]
     pub rate: Option<f64>,
     /// Maximum requests in flight, for every vendor of the job
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_CONCURRENCY as i64))]
     pub concurrency: Option<u32>,
     /// No progress bar
     #[arg(long)]
@@ -91,16 +91,64 @@ pub struct RunArgs {
     pub summary: Option<PathBuf>,
 }
 
-fn positive_f64(s: &str) -> Result<f64, String> {
+/// Highest `--rate` accepted: far above any vendor's limit, low enough for the limiter's clock.
+pub const MAX_RATE: f64 = 1_000_000.0;
+/// Highest `--concurrency` accepted.
+pub const MAX_CONCURRENCY: u32 = 10_000;
+
+fn rate_value(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("`{s}` is not a positive number")),
+        Ok(v) if v.is_finite() && v > 0.0 && v <= MAX_RATE => Ok(v),
+        _ => Err(format!(
+            "`{s}` is not a rate: give requests per second, more than 0 and at most {MAX_RATE}"
+        )),
+    }
+}
+
+/// Write to stderr, ignoring failure: a closed or broken stderr must not stop a run or change
+/// its exit code (SPEC section 8).
+pub fn say(text: &str) {
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+/// Make sure file descriptors 0, 1 and 2 are open (on /dev/null when the caller closed them):
+/// otherwise the first file the run opens (a report, the journal) would get one of those
+/// numbers and receive log lines or progress output.
+fn guard_standard_fds() {
+    #[cfg(unix)]
+    {
+        use std::os::fd::{AsRawFd, IntoRawFd};
+        for _ in 0..3 {
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
+                Ok(f) if f.as_raw_fd() <= 2 => {
+                    // Keep it open for the life of the process: it now stands in for 0, 1 or 2.
+                    let _ = f.into_raw_fd();
+                }
+                _ => break,
+            }
+        }
     }
 }
 
 /// Parse arguments, run the command, return the exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    guard_standard_fds();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout (exit 0); usage errors to stderr (exit 2).
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+        }
+    };
     init_logging(cli.verbose, cli.quiet);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // One worker thread unless TOKIO_WORKER_THREADS says otherwise (tokio reads it when no count
@@ -118,11 +166,23 @@ pub fn main() -> i32 {
         .expect("cannot start the async runtime");
     // On a worker thread, not the main thread: the run's consumer then trades events with the row
     // tasks inside the runtime, instead of waking the main thread (a futex) for every batch.
-    runtime.block_on(async move {
-        tokio::spawn(dispatch(cli.command))
-            .await
-            .expect("the command task panicked")
-    })
+    let code = runtime.block_on(async move {
+        match tokio::spawn(dispatch(cli.command)).await {
+            Ok(code) => code,
+            Err(e) => {
+                say(&format!(
+                    "error: {:#}\n",
+                    runner::RunError::Internal(runner::join_error_text(e))
+                ));
+                exit::FATAL
+            }
+        }
+    });
+    if code == exit::FATAL {
+        // Do not wait for blocking threads (an input reader) to finish: exit now.
+        std::process::exit(code);
+    }
+    code
 }
 
 fn init_logging(verbose: u8, quiet: u8) {
@@ -153,7 +213,7 @@ pub async fn dispatch(command: Command) -> i32 {
 }
 
 fn fatal(e: &dyn std::fmt::Display) -> i32 {
-    eprintln!("error: {e}");
+    say(&format!("error: {e}\n"));
     exit::FATAL
 }
 
@@ -182,7 +242,7 @@ async fn cmd_run(args: RunArgs) -> i32 {
     };
     match runner::run(settings, opts, stop).await {
         Ok(summary) => {
-            eprint!("{}", summary.render());
+            say(&summary.render());
             if let Some(path) = summary_path
                 && let Err(e) = summary.write_json(&path)
             {
@@ -191,27 +251,31 @@ async fn cmd_run(args: RunArgs) -> i32 {
             summary.exit_code()
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            say(&format!("error: {e}\n"));
             e.exit_code()
         }
     }
 }
 
-/// First SIGINT/SIGTERM: stop starting calls and drain. Second: exit at once (still resumable:
-/// the journal is written before every call).
+/// First SIGINT, SIGTERM or SIGHUP: stop starting calls and drain. Second: exit at once (still
+/// resumable: the journal is written before every call).
 fn install_signal_handlers(stop: Stop) {
+    use tokio::signal::unix::{SignalKind, signal};
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::warn!("cannot listen for SIGTERM: {e}");
-                    return;
-                }
-            };
+        let (mut term, mut hup) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(t), Ok(h)) => (t, h),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("cannot listen for SIGTERM/SIGHUP: {e}");
+                return;
+            }
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+            _ = hup.recv() => {}
         }
         tracing::warn!(
             "stopping: no new calls; finishing the calls in flight (signal again to exit at once)"
@@ -220,8 +284,9 @@ fn install_signal_handlers(stop: Stop) {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+            _ = hup.recv() => {}
         }
-        eprintln!("second signal: exiting now; run the job again to resume");
+        say("second signal: exiting now; run the job again to resume\n");
         std::process::exit(exit::STOPPED);
     });
 }

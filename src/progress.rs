@@ -41,7 +41,7 @@ impl Progress {
                 .expect("the template is valid"),
             );
             b.enable_steady_tick(Duration::from_millis(200));
-            *ACTIVE_BAR.lock().expect("bar lock") = Some(b.clone());
+            *ACTIVE_BAR.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(b.clone());
             b
         });
         Progress {
@@ -105,7 +105,9 @@ impl Progress {
     pub fn finish(&mut self) {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
-            *ACTIVE_BAR.lock().expect("bar lock") = None;
+            *ACTIVE_BAR
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
         }
     }
 }
@@ -120,17 +122,23 @@ impl Drop for Progress {
 pub struct LogWriter;
 
 impl Write for LogWriter {
+    /// Never fails: with stderr closed or its reader gone, logging goes quiet and the run goes on
+    /// (an error here would make the log layer report it on stderr, and fail again).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let bar = ACTIVE_BAR.lock().expect("bar lock").clone();
-        match bar {
-            Some(b) => b.suspend(|| io::stderr().write_all(buf))?,
-            None => io::stderr().write_all(buf)?,
-        }
+        let bar = ACTIVE_BAR
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let _ = match bar {
+            Some(b) => b.suspend(|| io::stderr().write_all(buf)),
+            None => io::stderr().write_all(buf),
+        };
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        io::stderr().flush()
+        let _ = io::stderr().flush();
+        Ok(())
     }
 }
 

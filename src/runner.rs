@@ -42,6 +42,8 @@ const MAX_BATCH: usize = 512;
 const UNEXPECTED_QUOTE: usize = 200;
 /// Refresh a fetched token when this share of its lifetime has passed.
 const TOKEN_REFRESH_SHARE: f64 = 0.9;
+/// Longest token lifetime believed; a longer `expires_in` is refreshed after this anyway.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
 
 /// Per-run switches from the command line.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +70,10 @@ pub enum RunError {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error(
+        "internal error: {0}. This is a bug in unlinker, not in the job. What was recorded stays recorded and rows without an outcome are pending or in doubt: the job is resumable, run it again"
+    )]
+    Internal(String),
 }
 
 impl RunError {
@@ -76,6 +82,15 @@ impl RunError {
             RunError::Checkpoint(CheckpointError::Locked { .. }) => 5,
             _ => 1,
         }
+    }
+}
+
+/// Triggers the stop flag when dropped.
+struct StopOnDrop(Stop);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.trigger();
     }
 }
 
@@ -106,8 +121,11 @@ enum Event {
         sent: bool,
         in_doubt: bool,
     },
-    Row(Box<ReportRow>),
+    /// A row's outcome; `true` when it is `absent` by a read-back after a lost answer.
+    Row(Box<ReportRow>, bool),
     Halt(String),
+    /// A task of the run failed (a bug): stop, record what arrived, end as an internal error.
+    Internal(String),
     InputDone {
         more_pending: bool,
     },
@@ -159,11 +177,20 @@ struct RowState {
     /// A state-changing call was sent and its effect is unknown.
     in_doubt: bool,
     rate_limit_wait: Duration,
+    /// An attempt of the current step was sent and its answer lost.
+    lost_answer: bool,
+    /// An attempt of the current step got a retryable answer (5xx, 408, ...): it may have acted.
+    retried_answer: Option<String>,
+    /// The row ended `absent` by a read-back after a lost answer (counted apart).
+    absent_after_lost: bool,
 }
 
 /// Run (or resume) a job. `stop` is triggered from outside on SIGINT/SIGTERM.
 pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Summary, RunError> {
     let started = Instant::now();
+    // However this function ends (an error, a panic in the recorder), the senders stop: nothing
+    // is sent that could not be recorded.
+    let _stop_on_exit = StopOnDrop(stop.clone());
     let settings = Arc::new(settings);
 
     ensure_parent(&settings.report, "cannot create the report folder")?;
@@ -276,7 +303,7 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
         let dry_run = opts.dry_run && !opts.check;
         let limit = opts.limit;
         let total = total_rows.clone();
-        tokio::task::spawn_blocking(move || {
+        let reader = tokio::task::spawn_blocking(move || {
             let reader = Reader {
                 settings: &settings,
                 loaded: &loaded,
@@ -286,11 +313,24 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
             };
             reader.run(lane_txs, dry_run, limit)
         });
+        let events = events_tx.clone();
+        let stop = ctx.stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = reader.await {
+                stop.trigger();
+                let what = format!("the input reader failed: {}", join_error_text(e));
+                let _ = events.send(Event::Internal(what)).await;
+            }
+        });
     }
     drop(events_tx);
     // The lanes' senders live in `ctx`; let go of ours once the lanes are done.
     let lanes_done = tokio::spawn(async move {
-        while lane_tasks.join_next().await.is_some() {}
+        while let Some(result) = lane_tasks.join_next().await {
+            if let Err(e) = result {
+                internal_failure(&ctx, "a vendor lane", e).await;
+            }
+        }
         drop(ctx);
     });
 
@@ -306,6 +346,8 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
     let mut consecutive_failures = 0u32;
     let mut halt: Option<String> = None;
     let mut fatal: Option<InputError> = None;
+    let mut internal: Option<String> = None;
+    let mut absent_after_lost = 0u64;
     let mut input_done = false;
     let mut more_pending = false;
     let mut last_sync = Instant::now();
@@ -358,7 +400,12 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
                         })?;
                     }
                 }
-                Event::Row(row) => {
+                Event::Row(row, after_lost) => {
+                    #[cfg(debug_assertions)]
+                    if test_fault("panic-recorder") == Some(counts.values().sum::<u64>() + 1) {
+                        panic!("test fault in the recorder");
+                    }
+                    absent_after_lost += u64::from(after_lost);
                     report
                         .write(&row)
                         .map_err(|e| io_err("cannot write report", &settings.report, e))?;
@@ -405,6 +452,11 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
                     stop.trigger();
                     fatal = Some(e);
                 }
+                Event::Internal(what) => {
+                    stop.trigger();
+                    tracing::error!("internal error: {what}");
+                    internal.get_or_insert(what);
+                }
             }
         }
         // Group commit: report first, then the journal that points into it.
@@ -441,6 +493,9 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
             .map_err(|e| io_err("cannot write checkpoint", &settings.checkpoint, e))?;
     }
     progress.finish();
+    if let Some(what) = internal {
+        return Err(RunError::Internal(what));
+    }
     if let Some(e) = fatal {
         return Err(e.into());
     }
@@ -475,7 +530,7 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
     let stopped = if complete {
         None
     } else if let Some(h) = halt {
-        Some(format!("halted: {h}"))
+        Some(h)
     } else if more_pending && !stop.is_set() {
         Some(format!("stopped after --limit {}", opts.limit.unwrap_or(0)))
     } else {
@@ -515,6 +570,7 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
         already_complete,
         stopped,
         halted,
+        absent_after_lost_answer: absent_after_lost,
         estimate,
     })
 }
@@ -652,14 +708,17 @@ impl Reader<'_> {
                 break;
             }
             let event = match classified {
-                Err((lane, row, message, outcome)) => Event::Row(Box::new(unsent_row(
-                    settings,
-                    line,
-                    lane,
-                    row.as_ref(),
-                    outcome,
-                    message,
-                ))),
+                Err((lane, row, message, outcome)) => Event::Row(
+                    Box::new(unsent_row(
+                        settings,
+                        line,
+                        lane,
+                        row.as_ref(),
+                        outcome,
+                        message,
+                    )),
+                    false,
+                ),
                 Ok((lane, row)) if dry_run => {
                     dispatched += 1;
                     let request = settings.secrets.scrub(
@@ -677,7 +736,7 @@ impl Reader<'_> {
                         String::new(),
                     );
                     r.request = request;
-                    Event::Row(Box::new(r))
+                    Event::Row(Box::new(r), false)
                 }
                 Ok((lane, row)) => {
                     dispatched += 1;
@@ -787,16 +846,65 @@ async fn lane_loop(ctx: Arc<Ctx>, lane: Arc<Lane>, mut rx: mpsc::Receiver<Work>)
         };
         let Some(work) = work else { break };
         while tasks.len() >= max_tasks {
-            tasks.join_next().await;
+            if let Some(Err(e)) = tasks.join_next().await {
+                internal_failure(&ctx, "a row task", e).await;
+            }
         }
         tasks.spawn(process_row(ctx.clone(), lane.clone(), work));
     }
     // Rows still queued stay pending: they were never sent.
     rx.close();
-    while tasks.join_next().await.is_some() {}
+    while let Some(result) = tasks.join_next().await {
+        if let Err(e) = result {
+            internal_failure(&ctx, "a row task", e).await;
+        }
+    }
+}
+
+/// A task of the run died (a bug): stop starting calls at once and make the run end as an
+/// internal error, never as "complete".
+async fn internal_failure(ctx: &Ctx, what: &str, error: tokio::task::JoinError) {
+    ctx.stop.trigger();
+    let _ = ctx
+        .events
+        .send(Event::Internal(format!(
+            "{what} failed: {}",
+            join_error_text(error)
+        )))
+        .await;
+}
+
+pub(crate) fn join_error_text(error: tokio::task::JoinError) -> String {
+    if !error.is_panic() {
+        return "cancelled".into();
+    }
+    let payload = error.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .map(|s| format!("panicked: {s}"))
+        .unwrap_or_else(|| "panicked".into())
+}
+
+/// Fault injection for the tests of the internal-error path, in debug builds only:
+/// `UNLINKER_TEST_FAULT=panic-row:LINE` panics the task of that row, `panic-recorder:N` the
+/// consumer when it records its Nth row.
+#[cfg(debug_assertions)]
+pub(crate) fn test_fault(kind: &str) -> Option<u64> {
+    std::env::var("UNLINKER_TEST_FAULT")
+        .ok()?
+        .strip_prefix(kind)?
+        .strip_prefix(':')?
+        .parse()
+        .ok()
 }
 
 async fn process_row(ctx: Arc<Ctx>, lane: Arc<Lane>, work: Work) {
+    #[cfg(debug_assertions)]
+    if test_fault("panic-row") == Some(work.line) {
+        panic!("test fault in the task of line {}", work.line);
+    }
     let mut st = RowState {
         started: Instant::now(),
         attempts: 0,
@@ -807,6 +915,9 @@ async fn process_row(ctx: Arc<Ctx>, lane: Arc<Lane>, work: Work) {
         sent: false,
         in_doubt: work.in_doubt.is_some(),
         rate_limit_wait: Duration::ZERO,
+        lost_answer: false,
+        retried_answer: None,
+        absent_after_lost: false,
     };
     let end = if ctx.check {
         check_row(&ctx, &lane, &work, &mut st).await
@@ -819,21 +930,24 @@ async fn process_row(ctx: Arc<Ctx>, lane: Arc<Lane>, work: Work) {
             sent: st.sent,
             in_doubt: st.in_doubt,
         },
-        End::Done(outcome, message) => Event::Row(Box::new(ReportRow {
-            line: work.line,
-            vendor: lane.vendor.name.clone(),
-            key: work.row.key.0.clone(),
-            reference: String::new(),
-            outcome,
-            http_status: st.http_status,
-            vendor_code: st.vendor_code,
-            attempts: st.attempts,
-            elapsed_ms: st.started.elapsed().as_millis() as u64,
-            request_id: st.request_id,
-            request: st.request,
-            message: ctx.settings.secrets.scrub(&message),
-            finished_at: now_rfc3339(),
-        })),
+        End::Done(outcome, message) => Event::Row(
+            Box::new(ReportRow {
+                line: work.line,
+                vendor: lane.vendor.name.clone(),
+                key: work.row.key.0.clone(),
+                reference: String::new(),
+                outcome,
+                http_status: st.http_status,
+                vendor_code: st.vendor_code,
+                attempts: st.attempts,
+                elapsed_ms: st.started.elapsed().as_millis() as u64,
+                request_id: st.request_id,
+                request: st.request,
+                message: ctx.settings.secrets.scrub(&message),
+                finished_at: now_rfc3339(),
+            }),
+            st.absent_after_lost && outcome == Outcome::Absent,
+        ),
     };
     let _ = ctx.events.send(event).await;
 }
@@ -843,6 +957,15 @@ async fn process_row(ctx: Arc<Ctx>, lane: Arc<Lane>, work: Work) {
 enum CallKind {
     Step(u8),
     Read,
+}
+
+/// What one logical call came to.
+enum Answered {
+    /// A final verdict: `Unlinked`, `Present`, `Absent` or `Failed`.
+    Verdict(Verdict),
+    /// A first step's answer was lost and the vendor has a read API: the caller settles the row
+    /// by read-back before anything is sent again. The string describes the loss.
+    Lost(String),
 }
 
 /// `--dry-run --check`: read the link's state; change nothing.
@@ -861,7 +984,7 @@ async fn check_row(ctx: &Ctx, lane: &Lane, work: &Work, st: &mut RowState) -> En
             ),
         );
     }
-    match call(ctx, lane, work, st, CallKind::Read).await {
+    match read_state(ctx, lane, work, st).await {
         Err(end) => end,
         Ok(v) => match v.class {
             Class::Present => {
@@ -882,6 +1005,21 @@ async fn check_row(ctx: &Ctx, lane: &Lane, work: &Work, st: &mut RowState) -> En
     }
 }
 
+/// One read of the row's link with its own retry budget.
+async fn read_state(
+    ctx: &Ctx,
+    lane: &Lane,
+    work: &Work,
+    st: &mut RowState,
+) -> Result<Verdict, End> {
+    let mut budget = 0;
+    match call(ctx, lane, work, st, CallKind::Read, &mut budget).await? {
+        Answered::Verdict(v) => Ok(v),
+        // `call` settles only steps.
+        Answered::Lost(m) => Ok(Verdict::new(Class::Failed(m))),
+    }
+}
+
 async fn drive_row(ctx: &Ctx, lane: &Lane, work: &Work, st: &mut RowState) -> End {
     let adapter = &lane.vendor.adapter;
     let steps = adapter.steps(&work.row);
@@ -890,7 +1028,7 @@ async fn drive_row(ctx: &Ctx, lane: &Lane, work: &Work, st: &mut RowState) -> En
 
     // A row in flight at a crash: read the vendor's state before sending again.
     if work.in_doubt == Some(0) && step == 0 && adapter.read(&work.row, None).is_some() {
-        match call(ctx, lane, work, st, CallKind::Read).await {
+        match read_state(ctx, lane, work, st).await {
             Err(end) => return end,
             Ok(v) => match v.class {
                 Class::Present => note = "in doubt after an interruption; read-back showed the link still present, sent again".into(),
@@ -909,8 +1047,11 @@ async fn drive_row(ctx: &Ctx, lane: &Lane, work: &Work, st: &mut RowState) -> En
     let resent_without_read = work.in_doubt.is_some() && note.is_empty();
 
     while step < steps {
-        let verdict = match call(ctx, lane, work, st, CallKind::Step(step)).await {
-            Ok(v) => v,
+        st.lost_answer = false;
+        st.retried_answer = None;
+        let verdict = match step_call(ctx, lane, work, st, step).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(done)) => return join_end(&note, done),
             Err(end) => return end,
         };
         st.in_doubt = false;
@@ -927,7 +1068,15 @@ async fn drive_row(ctx: &Ctx, lane: &Lane, work: &Work, st: &mut RowState) -> En
                 }
                 step += 1;
             }
-            Class::Absent(m) if step == 0 => return End::Done(Outcome::Absent, join(&note, &m)),
+            Class::Absent(m) if step == 0 => {
+                let m = match &st.retried_answer {
+                    Some(earlier) => format!(
+                        "{m} (an earlier attempt was answered {earlier} and may have removed it)"
+                    ),
+                    None => m,
+                };
+                return End::Done(Outcome::Absent, join(&note, &m));
+            }
             Class::Absent(m) => {
                 note = join(&note, &format!("link removed; {m}"));
                 step += 1;
@@ -938,7 +1087,11 @@ async fn drive_row(ctx: &Ctx, lane: &Lane, work: &Work, st: &mut RowState) -> En
                 } else {
                     m
                 };
-                if resent_without_read {
+                if st.lost_answer && step == 0 {
+                    message.push_str(
+                        " (an earlier attempt's answer was lost: the link may already be removed)",
+                    );
+                } else if resent_without_read {
                     message.push_str(" (this row was in doubt after an interruption and the vendor has no read API: the first attempt may already have removed the link)");
                 }
                 return End::Done(Outcome::Failed, join(&note, &message));
@@ -955,6 +1108,83 @@ async fn drive_row(ctx: &Ctx, lane: &Lane, work: &Work, st: &mut RowState) -> En
     End::Done(Outcome::Unlinked, note)
 }
 
+fn join_end(note: &str, done: (Outcome, String)) -> End {
+    End::Done(done.0, join(note, &done.1))
+}
+
+/// One step of a row, with its retry budget, settling lost answers by read-back (SPEC section
+/// 4, "Lost answers"). `Ok(Ok(verdict))` is the step's answer; `Ok(Err(outcome))` is the row's
+/// outcome decided by a read-back.
+async fn step_call(
+    ctx: &Ctx,
+    lane: &Lane,
+    work: &Work,
+    st: &mut RowState,
+    step: u8,
+) -> Result<Result<Verdict, (Outcome, String)>, End> {
+    let retry = &ctx.settings.retry;
+    let mut budget = 0u32;
+    loop {
+        let lost = match call(ctx, lane, work, st, CallKind::Step(step), &mut budget).await? {
+            Answered::Verdict(v) => return Ok(Ok(v)),
+            Answered::Lost(m) => m,
+        };
+        let sent = st.request.clone();
+        let read = read_state(ctx, lane, work, st).await?;
+        st.request = format!("{sent} ; {}", st.request);
+        match read.class {
+            Class::Absent(_) => {
+                st.in_doubt = false;
+                st.absent_after_lost = true;
+                let mut m = format!(
+                    "the link no longer exists: the answer to an earlier attempt was lost ({lost}), so this run most likely removed it"
+                );
+                if lane.vendor.adapter.steps(&work.row) > 1 {
+                    m.push_str("; the follow-up step was not made");
+                }
+                return Ok(Err((Outcome::Absent, m)));
+            }
+            Class::Present => {
+                // The lost attempt did not take effect: the row is no longer in doubt.
+                st.in_doubt = false;
+                st.lost_answer = false;
+                if budget >= retry.max_attempts {
+                    return Ok(Err((
+                        Outcome::Failed,
+                        format!(
+                            "gave up after {}: {lost}; a read-back shows the link still present",
+                            plural(budget, "attempt")
+                        ),
+                    )));
+                }
+                let wait = retry::backoff_random(budget, retry.base_delay, retry.max_delay);
+                if !ctx.stop.sleep(wait).await {
+                    return Err(End::Pending);
+                }
+            }
+            Class::Failed(m) => {
+                return Ok(Err((
+                    Outcome::Failed,
+                    format!(
+                        "the answer to an attempt was lost ({lost}) and the read-back failed: {m}; the link may already be removed"
+                    ),
+                )));
+            }
+            _ => return Err(End::Pending),
+        }
+    }
+}
+
+/// `n thing` or `n things`.
+pub(crate) fn plural(n: impl Into<u64>, thing: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
 fn join(a: &str, b: &str) -> String {
     match (a.is_empty(), b.is_empty()) {
         (true, _) => b.to_string(),
@@ -964,18 +1194,21 @@ fn join(a: &str, b: &str) -> String {
 }
 
 /// Make one logical call of a row (a step or a read), with retries, rate-limit pauses and
-/// re-authentication. Returns the final verdict (`Unlinked`, `Present`, `Absent` or `Failed`), or
-/// `Err(End::Pending)` when the run is stopping or halting.
+/// re-authentication, counting attempts in `budget`. Returns the final verdict, a lost answer
+/// to be settled by the caller, or `Err(End::Pending)` when the run is stopping or halting.
 async fn call(
     ctx: &Ctx,
     lane: &Lane,
     work: &Work,
     st: &mut RowState,
     kind: CallKind,
-) -> Result<Verdict, End> {
+    budget: &mut u32,
+) -> Result<Answered, End> {
     let adapter = &lane.vendor.adapter;
     let retry = &ctx.settings.retry;
-    let mut budget_used = 0u32;
+    let name = &lane.vendor.name;
+    // A lost answer to a first step is settled by read-back where the vendor can read.
+    let settles = kind == CallKind::Step(0) && adapter.read(&work.row, None).is_some();
     let mut reauthed = false;
     loop {
         if ctx.stop.is_set() {
@@ -998,11 +1231,17 @@ async fn call(
         };
         let request = match kind {
             CallKind::Step(s) => adapter.build(&work.row, s, token.as_deref()),
-            CallKind::Read => adapter
-                .read(&work.row, token.as_deref())
-                .expect("reads are only made for adapters with a read API"),
+            CallKind::Read => match adapter.read(&work.row, token.as_deref()) {
+                Some(r) => r,
+                None => {
+                    return Ok(Answered::Verdict(Verdict::new(Class::Failed(
+                        "this vendor has no read API".into(),
+                    ))));
+                }
+            },
         };
         st.request = ctx.settings.secrets.scrub(&request.describe());
+        let doubt_before = st.in_doubt;
         if let CallKind::Step(step) = kind {
             let (ack, acked) = oneshot::channel();
             if ctx
@@ -1022,13 +1261,13 @@ async fn call(
         }
         st.sent = true;
         st.attempts += 1;
-        budget_used += 1;
+        *budget += 1;
         let answer = send(&ctx.http, &request).await;
         // The slot is held until the answer is handled, so a refusal or a rate-limit pause takes
         // effect before the next call in line can go.
         let mut unexpected_detail = String::new();
         let verdict = match answer {
-            Ok(answer) => {
+            Ok(Received::Answer(answer)) => {
                 st.http_status = Some(answer.status);
                 let v = match kind {
                     CallKind::Step(s) => adapter.classify(&work.row, s, &answer),
@@ -1043,54 +1282,91 @@ async fn call(
                 }
                 v
             }
-            Err(message) => {
+            Ok(Received::TooLarge(head)) => {
+                st.http_status = Some(head.status);
+                unexpected_detail = describe_unexpected(&head, "the body is longer than 1 MiB");
+                Verdict::new(Class::Unexpected(String::new()))
+            }
+            Err(TransportError::NeverSent(message)) => {
                 st.http_status = None;
                 st.vendor_code = None;
-                Verdict::new(Class::Retry(ctx.settings.secrets.scrub(&message)))
+                // Nothing reached the vendor: this attempt changed nothing.
+                st.in_doubt = doubt_before;
+                let message = ctx.settings.secrets.scrub(&message);
+                if *budget >= retry.max_attempts {
+                    halt(
+                        ctx,
+                        format!(
+                            "vendor `{name}` is unreachable: {} never reached it (last: {message}); the row stays pending: resume once the vendor can be reached",
+                            plural(*budget, "attempt")
+                        ),
+                    )
+                    .await;
+                    return Err(End::Pending);
+                }
+                drop(permit);
+                if !backoff(ctx, *budget, work.line, &message).await {
+                    return Err(End::Pending);
+                }
+                continue;
+            }
+            Err(TransportError::AnswerLost(message)) => {
+                st.http_status = None;
+                st.vendor_code = None;
+                let message = ctx.settings.secrets.scrub(&message);
+                if matches!(kind, CallKind::Step(_)) {
+                    st.lost_answer = true;
+                }
+                if settles {
+                    return Ok(Answered::Lost(message));
+                }
+                Verdict::new(Class::Retry(message))
             }
         };
-        tracing::debug!(line = work.line, vendor = %lane.vendor.name, class = verdict.class.name(), status = ?st.http_status, "answer");
+        tracing::debug!(line = work.line, vendor = %name, class = verdict.class.name(), status = st.http_status.map(u32::from), "answer");
         match verdict.class {
             Class::Unlinked | Class::Present | Class::Absent(_) | Class::Failed(_) => {
                 lane.limiter.on_success();
-                return Ok(verdict);
+                return Ok(Answered::Verdict(verdict));
             }
             Class::Retry(message) => {
-                if budget_used >= retry.max_attempts {
-                    return Ok(Verdict {
+                if let (CallKind::Step(_), Some(status)) = (kind, st.http_status) {
+                    st.retried_answer = Some(format!("HTTP {status}"));
+                }
+                if *budget >= retry.max_attempts {
+                    return Ok(Answered::Verdict(Verdict {
                         class: Class::Failed(format!(
-                            "gave up after {budget_used} attempts: {message}"
+                            "gave up after {}: {message}",
+                            plural(*budget, "attempt")
                         )),
                         ..verdict
-                    });
+                    }));
                 }
                 drop(permit);
-                let wait = retry::backoff_random(budget_used, retry.base_delay, retry.max_delay);
-                tracing::debug!(line = work.line, "retrying in {wait:?}: {message}");
-                if !ctx.stop.sleep(wait).await {
+                if !backoff(ctx, *budget, work.line, &message).await {
                     return Err(End::Pending);
                 }
             }
             Class::RateLimit(wait) => {
-                // The vendor refused before acting: not in doubt, and not an attempt.
-                st.in_doubt = false;
-                budget_used -= 1;
-                let paused = lane.limiter.on_rate_limit(wait);
-                st.rate_limit_wait += paused;
-                tracing::debug!(vendor = %lane.vendor.name, "rate limited; pausing {paused:?}");
+                // The vendor refused before acting: not an attempt, and no new doubt.
+                st.in_doubt = doubt_before;
+                *budget -= 1;
+                if !rate_limited(ctx, lane, wait, st).await {
+                    return Err(End::Pending);
+                }
                 if st.rate_limit_wait > retry.max_rate_limit_wait {
-                    return Ok(Verdict {
+                    return Ok(Answered::Verdict(Verdict {
                         class: Class::Failed(format!(
                             "still rate limited after waiting {} in total (retry.max_rate_limit_wait)",
                             humantime::format_duration(retry.max_rate_limit_wait)
                         )),
                         ..verdict
-                    });
+                    }));
                 }
             }
             Class::Reauth(message) => {
-                st.in_doubt = false;
-                budget_used -= 1;
+                st.in_doubt = doubt_before;
+                *budget -= 1;
                 let refuse = match &token {
                     // Signed requests (no token): rebuild once per row, then give up.
                     None => std::mem::replace(&mut reauthed, true),
@@ -1099,35 +1375,77 @@ async fn call(
                 if refuse {
                     halt(
                         ctx,
-                        format!(
-                            "vendor `{}`: {message} (refused again after refreshing)",
-                            lane.vendor.name
-                        ),
+                        format!("vendor `{name}`: {message} (refused again after refreshing)"),
                     )
                     .await;
                     return Err(End::Pending);
                 }
             }
             Class::Halt(message) => {
-                st.in_doubt = false;
-                halt(ctx, format!("vendor `{}`: {message}", lane.vendor.name)).await;
+                st.in_doubt = doubt_before;
+                halt(ctx, format!("vendor `{name}`: {message}")).await;
                 return Err(End::Pending);
             }
             Class::Unexpected(what) => {
                 // Whether a state-changing call took effect is unknown: the row stays in doubt,
                 // so a resume reads the vendor's state before anything is sent again.
+                tracing::debug!(line = work.line, "unexpected answer: {what}");
                 halt(
                     ctx,
                     format!(
-                        "vendor `{}`: unexpected answer to {}: {}",
-                        lane.vendor.name, st.request, unexpected_detail
+                        "vendor `{name}`: unexpected answer to {}: {unexpected_detail}",
+                        st.request
                     ),
                 )
                 .await;
-                tracing::debug!(line = work.line, "unexpected answer: {what}");
                 return Err(End::Pending);
             }
         }
+    }
+}
+
+/// Wait out the backoff after attempt `n`. False when the run stops meanwhile.
+async fn backoff(ctx: &Ctx, n: u32, line: u64, why: &str) -> bool {
+    let retry = &ctx.settings.retry;
+    let wait = retry::backoff_random(n, retry.base_delay, retry.max_delay);
+    tracing::debug!(line, "retrying in {wait:?}: {why}");
+    ctx.stop.sleep(wait).await
+}
+
+/// Handle a rate-limit answer: pause the vendor for the wait it names (a default pause when it
+/// names none, or nothing usable), adding the pause to the row's total. A named wait longer
+/// than `retry.max_rate_limit_wait` halts instead. False when the run halts.
+async fn rate_limited(ctx: &Ctx, lane: &Lane, wait: Option<Duration>, st: &mut RowState) -> bool {
+    let max = ctx.settings.retry.max_rate_limit_wait;
+    if let Some(asked) = wait.filter(|w| *w > max) {
+        halt(
+            ctx,
+            format!(
+                "vendor `{}` asked to wait {} before the next call, more than retry.max_rate_limit_wait ({}); resume the job later",
+                lane.vendor.name,
+                describe_wait(asked),
+                humantime::format_duration(max)
+            ),
+        )
+        .await;
+        return false;
+    }
+    let paused = lane.limiter.on_rate_limit(wait.filter(|w| !w.is_zero()));
+    st.rate_limit_wait = st.rate_limit_wait.saturating_add(paused);
+    tracing::debug!(vendor = %lane.vendor.name, "rate limited; pausing {paused:?}");
+    true
+}
+
+/// A wait as seconds, with a reading for people when it is not absurd.
+fn describe_wait(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs > 1000 * 365 * 86_400 {
+        format!("{secs} s")
+    } else {
+        format!(
+            "{secs} s ({})",
+            humantime::format_duration(Duration::from_secs(secs))
+        )
     }
 }
 
@@ -1145,10 +1463,14 @@ fn describe_unexpected(answer: &WireAnswer, what: &str) -> String {
     } else {
         ""
     };
+    let what = if what.is_empty() {
+        String::new()
+    } else {
+        format!(" ({what})")
+    };
     format!(
-        "HTTP {}, content type {content_type}, body {:?}{more} ({what}); \
-         this is not an answer the vendor documents: check `base_url` (host and path prefix)",
-        answer.status, quoted
+        "HTTP {}, content type {content_type}, body {quoted:?}{more}{what}; this is not an answer the vendor documents: check `base_url` (host and path prefix)",
+        answer.status
     )
 }
 
@@ -1200,17 +1522,47 @@ async fn fetch_token(
     drop(permit);
     let retry = &ctx.settings.retry;
     let transient = match answer {
-        Ok(a) if a.status == 429 => {
-            lane.limiter
-                .on_rate_limit(a.retry_after(std::time::SystemTime::now()));
+        Ok(Received::TooLarge(head)) => {
+            drop(slot);
+            let detail = describe_unexpected(&head, "the body is longer than 1 MiB");
+            halt(
+                ctx,
+                format!(
+                    "vendor `{}`: unexpected answer from the token endpoint: {detail}",
+                    lane.vendor.name
+                ),
+            )
+            .await;
+            return Err(End::Pending);
+        }
+        Ok(Received::Answer(a)) if a.status == 429 => {
+            drop(slot);
+            let wait = a.retry_after(std::time::SystemTime::now());
+            let max = retry.max_rate_limit_wait;
+            if let Some(asked) = wait.filter(|w| *w > max) {
+                halt(
+                    ctx,
+                    format!(
+                        "vendor `{}`: the token endpoint asked to wait {}, more than retry.max_rate_limit_wait ({}); resume the job later",
+                        lane.vendor.name,
+                        describe_wait(asked),
+                        humantime::format_duration(max)
+                    ),
+                )
+                .await;
+                return Err(End::Pending);
+            }
+            lane.limiter.on_rate_limit(wait.filter(|w| !w.is_zero()));
             return Ok(());
         }
-        Ok(a) if a.status == 408 || a.status >= 500 => {
+        Ok(Received::Answer(a)) if a.status == 408 || a.status >= 500 => {
             format!("token endpoint answered HTTP {}", a.status)
         }
-        Ok(a) => match adapter.parse_token(&a) {
+        Ok(Received::Answer(a)) => match adapter.parse_token(&a) {
             Ok((value, lifetime)) => {
                 tracing::debug!(vendor = %lane.vendor.name, "fetched a token valid for {lifetime:?}");
+                // An absurd lifetime must not overflow the clock: refresh at least monthly.
+                let lifetime = lifetime.min(MAX_TOKEN_LIFETIME);
                 *slot = Some(Token {
                     value,
                     refresh_at: Instant::now() + lifetime.mul_f64(TOKEN_REFRESH_SHARE),
@@ -1232,7 +1584,7 @@ async fn fetch_token(
                 return Err(End::Pending);
             }
         },
-        Err(message) => message,
+        Err(e) => e.message().to_string(),
     };
     let failures = lane.token_failures.fetch_add(1, Ordering::Relaxed) + 1;
     drop(slot);
@@ -1289,8 +1641,37 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Send one call. `Err` is a transport failure (timeout, connection), described for the report.
-async fn send(http: &reqwest::Client, request: &WireRequest) -> Result<WireAnswer, String> {
+/// Most of an answer body that is ever read (SPEC section 4); past it the answer is unexpected.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// A call that got no usable answer, typed by whether the vendor can have acted on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TransportError {
+    /// The request never reached the vendor (connection refused, DNS, TLS handshake): retrying
+    /// is safe, and running out of retries means the vendor is unreachable.
+    NeverSent(String),
+    /// The request was sent but the answer never came whole (timeout, reset, closed): the call
+    /// may have taken effect.
+    AnswerLost(String),
+}
+
+impl TransportError {
+    fn message(&self) -> &str {
+        match self {
+            TransportError::NeverSent(m) | TransportError::AnswerLost(m) => m,
+        }
+    }
+}
+
+/// What came back from one send.
+enum Received {
+    Answer(WireAnswer),
+    /// The body went past [`MAX_BODY`]: `answer` holds the status, headers and first bytes.
+    TooLarge(WireAnswer),
+}
+
+/// Send one call and read its answer, at most [`MAX_BODY`] bytes of it.
+async fn send(http: &reqwest::Client, request: &WireRequest) -> Result<Received, TransportError> {
     let mut builder = http.request(request.method.clone(), &request.url);
     for (name, value) in &request.headers {
         builder = builder.header(name.as_ref(), value);
@@ -1303,28 +1684,53 @@ async fn send(http: &reqwest::Client, request: &WireRequest) -> Result<WireAnswe
             )
             .body(request.form_body());
     }
-    let mut response = builder.send().await.map_err(describe_transport)?;
+    let mut response = builder.send().await.map_err(transport_error)?;
     let status = response.status().as_u16();
     let headers = std::mem::take(response.headers_mut());
-    let body = response.bytes().await.map_err(describe_transport)?;
-    Ok(WireAnswer {
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        // Headers arrived, so the request was sent: whatever broke, the answer is lost.
+        TransportError::AnswerLost(describe_transport(e))
+    })? {
+        if body.len() + chunk.len() > MAX_BODY {
+            let take = MAX_BODY - body.len();
+            body.extend_from_slice(&chunk[..take]);
+            return Ok(Received::TooLarge(WireAnswer {
+                status,
+                headers,
+                body: body.freeze(),
+            }));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Received::Answer(WireAnswer {
         status,
         headers,
-        body,
-    })
+        body: body.freeze(),
+    }))
+}
+
+fn transport_error(e: reqwest::Error) -> TransportError {
+    // A connect error (refused, DNS, TLS handshake, connect timeout) means nothing was sent.
+    // Anything later may have reached the vendor.
+    if e.is_connect() {
+        TransportError::NeverSent(describe_transport(e))
+    } else {
+        TransportError::AnswerLost(describe_transport(e))
+    }
 }
 
 fn describe_transport(e: reqwest::Error) -> String {
     // The URL is left out: the report's `request` column already has it.
     let e = e.without_url();
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
+    let kind = if e.is_connect() {
         "connection failed"
+    } else if e.is_timeout() {
+        "timed out waiting for the answer"
     } else if e.is_body() || e.is_decode() {
         "answer cut off"
     } else {
-        "connection error"
+        "connection lost"
     };
     let mut message = format!("{kind}: {e}");
     let mut source = std::error::Error::source(&e);

@@ -55,6 +55,9 @@ pub struct Summary {
     pub stopped: Option<String>,
     /// The run halted (exit 6): `stopped` says why.
     pub halted: bool,
+    /// Rows of this run recorded `absent` by a read-back after a lost answer: the link is gone
+    /// and this run most likely removed it.
+    pub absent_after_lost_answer: u64,
     /// `--dry-run --check`: how long the real run would take, per vendor.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub estimate: BTreeMap<String, Estimate>,
@@ -135,6 +138,11 @@ impl Summary {
             } else {
                 "complete".into()
             }
+        } else if self.halted {
+            format!(
+                "halted: fix the cause, then run again to resume ({})",
+                self.stopped.as_deref().unwrap_or("halted")
+            )
         } else {
             format!(
                 "stopped, resumable ({})",
@@ -153,8 +161,16 @@ impl Summary {
             self.pending
         ));
         let this_run: u64 = self.this_run.values().sum();
+        let lost = match self.absent_after_lost_answer {
+            0 => String::new(),
+            n => format!(
+                " ({} absent after a lost answer: most likely removed by this run)",
+                crate::runner::plural(n, "row")
+            ),
+        };
         out.push_str(&format!(
-            "  this run: {this_run} rows in {:.1}s\n",
+            "  this run: {} in {:.1}s{lost}\n",
+            crate::runner::plural(this_run, "row"),
             self.elapsed.as_secs_f64()
         ));
         for (name, v) in &self.vendors {
@@ -208,6 +224,7 @@ mod tests {
             already_complete: false,
             stopped: None,
             halted: false,
+            absent_after_lost_answer: 0,
             estimate: BTreeMap::new(),
         }
     }

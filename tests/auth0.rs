@@ -607,11 +607,20 @@ async fn secrets_never_appear_in_any_output() {
     assert!(!help.stdout.contains("cs-8d1e2f"));
 }
 
+/// A timeout after sending is a lost answer: before each retry (and before giving up) the row is
+/// settled by reading the user; here the link is still there, so the DELETE is sent again and
+/// the row finally fails, saying so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timeouts_are_retried_then_fail_with_the_reason() {
+async fn timeouts_are_settled_by_read_back_then_retried_then_fail_with_the_reason() {
     let server = MockServer::start().await;
     Mock::given(method("DELETE"))
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"{"user_id":"auth0|a","identities":[{"provider":"auth0","user_id":"a"},{"provider":"github","user_id":"1"}]}"#,
+        ))
         .mount(&server)
         .await;
     let dir = tempfile::tempdir().unwrap();
@@ -629,18 +638,24 @@ async fn timeouts_are_retried_then_fail_with_the_reason() {
     assert_eq!(run.code, 3, "{}", run.stderr);
     let rows = read_report(&dir.path().join("report.csv"));
     assert_eq!(rows[0]["outcome"], "failed");
-    assert_eq!(rows[0]["attempts"], "2");
-    assert_eq!(rows[0]["http_status"], "", "no answer arrived");
+    assert_eq!(
+        rows[0]["attempts"], "4",
+        "two DELETEs, each followed by a read"
+    );
     assert!(
-        rows[0]["message"].contains("gave up after 2 attempts: timed out"),
+        rows[0]["message"].contains("gave up after 2 attempts: timed out")
+            && rows[0]["message"].contains("read-back shows the link still present"),
         "{}",
         rows[0]["message"]
     );
     assert_eq!(requests_with(&server, "DELETE").await.len(), 2);
+    assert_eq!(requests_with(&server, "GET").await.len(), 2);
 }
 
+/// Connection refused never reached the vendor: retried, then the vendor is unreachable: a halt
+/// (exit 6) with the row pending, never `failed`.
 #[test]
-fn connection_errors_are_retried_then_fail_with_the_reason() {
+fn connection_errors_are_retried_then_halt_as_unreachable() {
     // A port nothing listens on: bind one, note it, let it go.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -663,14 +678,15 @@ fn connection_errors_are_retried_then_fail_with_the_reason() {
         &["run", job.to_str().unwrap(), "--no-progress"],
         &[("TEST_TOKEN", TOKEN)],
     );
-    assert_eq!(run.code, 3, "{}", run.stderr);
-    let rows = read_report(&dir.path().join("report.csv"));
-    assert_eq!(rows[0]["attempts"], "3");
+    assert_eq!(run.code, 6, "{}", run.stderr);
     assert!(
-        rows[0]["message"].contains("gave up after 3 attempts: connection failed"),
+        run.stderr
+            .contains("unreachable: 3 attempts never reached it")
+            && run.stderr.contains("connection failed"),
         "{}",
-        rows[0]["message"]
+        run.stderr
     );
+    assert!(read_report(&dir.path().join("report.csv")).is_empty());
 }
 
 /// Off a terminal (cron), progress is a log line every 10 s on stderr; stdout stays empty.
