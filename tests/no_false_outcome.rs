@@ -149,7 +149,7 @@ fn lost_answers_are_settled_by_read_back_for_every_vendor_with_a_read_api() {
             }
             assert!(lost > 0, "{case}: the fault seed drops some unlinks");
             assert!(
-                out.stderr.contains(&format!("absent after a lost answer")),
+                out.stderr.contains("absent after a lost answer"),
                 "{case}: the summary counts them apart\n{}",
                 out.stderr
             );
