@@ -654,12 +654,10 @@ mod tests {
         r#"{"statusCode":400,"error":"Bad Request","message":"bad id","errorCode":"invalid_uri"}"#;
     const HTML: &str = "<!DOCTYPE html><html><body><h1>Not Found</h1></body></html>";
 
+    type Row<'a> = (u16, &'a [(&'static str, &'a str)], &'a str, &'a str);
+
     /// (status, headers, body) → class name, for `classify(step)` or `classify_read` (`None`).
-    fn check_table(
-        a: &Auth0,
-        step: Option<u8>,
-        table: &[(u16, &[(&'static str, &str)], &str, &str)],
-    ) {
+    fn check_table(a: &Auth0, step: Option<u8>, table: &[Row<'_>]) {
         let r = row(a, "auth0|1", "github", "2");
         for (status, headers, body, want) in table {
             let answer = headers.iter().fold(
@@ -684,7 +682,7 @@ mod tests {
     const AS_HTML: &[(&str, &str)] = &[("content-type", "text/html")];
 
     /// The rows every Management API call shares (VENDORS.md, Auth0 answers).
-    const ERROR_ROWS: &[(u16, &[(&str, &str)], &str, &str)] = &[
+    const ERROR_ROWS: &[Row<'static>] = &[
         (404, JSON, NOT_FOUND_USER, "absent"),
         (404, NO, NOT_FOUND_IDENTITY, "absent"),
         (

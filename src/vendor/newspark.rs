@@ -712,7 +712,8 @@ mod tests {
         const HTML: &str = "<!DOCTYPE html><html><body>Sign in</body></html>";
         let a = adapter("");
         let r = basic_row(&a);
-        let table: &[(u16, &[(&'static str, &str)], &str, &str)] = &[
+        type Row<'a> = (u16, &'a [(&'static str, &'a str)], &'a str, &'a str);
+        let table: &[Row<'_>] = &[
             (302, &[("location", "/unlinker/done")], "", "unlinked"),
             (
                 303,
