@@ -401,3 +401,61 @@ fn an_endless_body_halts_with_bounded_memory() {
     );
     assert!(report_rows(&dir.path().join("report.csv")).is_empty());
 }
+
+/// SPEC "Waits have bounds": a vendor naming a wait longer than `retry.max_rate_limit_wait` (ten
+/// years, or more than any clock holds) halts the run with exit 6 naming it, at once; it neither
+/// panics nor pauses the vendor for the time named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the runner to halt on a named wait beyond retry.max_rate_limit_wait"]
+async fn a_wait_beyond_the_bound_halts_at_once() {
+    for (header, value) in [
+        ("retry-after", "315360000"),
+        ("retry-after", "99999999999999999999"),
+        ("retry-after", "1e300"),
+        ("x-ratelimit-reset", "99999999999999999999"),
+    ] {
+        let what = format!("{header}: {value}");
+        let server = MockServer::start().await;
+        Mock::given(method("DELETE"))
+            .respond_with(ResponseTemplate::new(429).insert_header(header, value))
+            .mount(&server)
+            .await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = auth0();
+        v.input = rows_input(3);
+        let job = job(dir.path(), &server.uri(), &v);
+        let started = Instant::now();
+        let run = tokio::task::spawn_blocking(move || run_within(&job, Duration::from_secs(20)))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{what}: still waiting after 20 s"));
+        assert_eq!(run.code, 6, "{what}\n{}", run.stderr);
+        assert!(started.elapsed() < Duration::from_secs(10), "{what}");
+        assert!(
+            report_rows(&dir.path().join("report.csv")).is_empty(),
+            "{what}: rows stay pending"
+        );
+    }
+}
+
+/// `unlinker run JOB`, killed if it has not ended within `deadline` (then `None`).
+fn run_within(job: &Path, deadline: Duration) -> Option<Run> {
+    let mut child = Command::new(UNLINKER)
+        .args(["run", job.to_str().unwrap(), "--no-progress"])
+        .env("TEST_TOKEN", TOKEN)
+        .env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().unwrap().into())
+}

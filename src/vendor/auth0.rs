@@ -434,7 +434,9 @@ impl Adapter for Auth0 {
 
     fn classify(&self, _row: &Prepared, step: u8, answer: &WireAnswer) -> Verdict {
         let unlinked = || Verdict::new(Class::Unlinked).request_id(request_id(answer));
-        let unexpected = |what: &str| Verdict::new(Class::Unexpected(what.into()));
+        let unexpected = |what: &str| {
+            Verdict::new(Class::Unexpected(what.into())).request_id(request_id(answer))
+        };
         match (step, answer.status) {
             (0, 200) if is_identity_list(answer) => unlinked(),
             (0, 200) => {
@@ -463,7 +465,8 @@ impl Adapter for Auth0 {
             if (200..300).contains(&answer.status) {
                 return Verdict::new(Class::Unexpected(
                     "a 2xx status Auth0 does not document for reading a user".into(),
-                ));
+                ))
+                .request_id(request_id(answer));
             }
             return self.classify_error(answer, "the user does not exist");
         }
@@ -481,7 +484,8 @@ impl Adapter for Auth0 {
                 "a 200 whose body is not an Auth0 user (a JSON object with an identities array \
                  of objects naming their provider)"
                     .into(),
-            ));
+            ))
+            .request_id(request_id(answer));
         };
         let provider = row.params.get("provider");
         let id = row.params.get("identity_user_id");

@@ -309,7 +309,8 @@ impl Adapter for FusionAuth {
             201..=299 => {
                 return Verdict::new(Class::Unexpected(
                     "a 2xx status FusionAuth does not document for DELETE (it answers 200)".into(),
-                ));
+                ))
+                .request_id(answer.request_id_header());
             }
             _ => return Self::classify_error(answer),
         }
@@ -324,6 +325,7 @@ impl Adapter for FusionAuth {
         Verdict::new(Class::Unexpected(
             "a 200 whose body is neither empty nor {\"identityProviderLink\":{...}}".into(),
         ))
+        .request_id(answer.request_id_header())
     }
 
     fn read(&self, row: &Prepared, _token: Option<&str>) -> Option<WireRequest> {
@@ -336,7 +338,8 @@ impl Adapter for FusionAuth {
             201..=299 => {
                 return Verdict::new(Class::Unexpected(
                     "a 2xx status FusionAuth does not document for GET (it answers 200)".into(),
-                ));
+                ))
+                .request_id(answer.request_id_header());
             }
             _ => return Self::classify_error(answer),
         }
