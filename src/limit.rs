@@ -23,6 +23,10 @@ const MIN_FACTOR: f64 = 0.05;
 const RECOVERY_STEP: f64 = 0.01;
 /// First pause when a rate-limit answer names no time; doubles while answers keep coming.
 const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
+/// The longest pause a rate-limit answer can impose. A vendor may name any wait (a `Retry-After`
+/// of ten years, an epoch past the clock's range); the runner halts on waits beyond
+/// `retry.max_rate_limit_wait`, and this cap only keeps `Instant` arithmetic from overflowing.
+pub const MAX_PAUSE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Counters of one vendor, read by the summary and the progress display.
 #[derive(Debug, Default)]
@@ -137,7 +141,7 @@ impl Limiter {
     }
 
     /// Record a rate-limit answer: pause the vendor for `wait` (or a growing default pause), lower
-    /// the effective rate. Returns how long the vendor is paused from now.
+    /// the effective rate. Returns how long the vendor is paused from now, at most [`MAX_PAUSE`].
     pub fn on_rate_limit(&self, wait: Option<Duration>) -> Duration {
         self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
         let mut a = self.adaptive.lock().expect("limiter lock");
@@ -148,7 +152,9 @@ impl Limiter {
                 .saturating_mul(2u32.saturating_pow(a.streak.min(20)))
                 .min(self.max_pause.max(DEFAULT_PAUSE))
         });
-        let until = now + wait;
+        let wait = wait.min(MAX_PAUSE);
+        // `Instant` is opaque; near the end of its range even a capped wait might not fit.
+        let until = now.checked_add(wait).unwrap_or(now + DEFAULT_PAUSE);
         if a.paused_until.is_none_or(|u| u < until) {
             a.paused_until = Some(until);
         }
@@ -158,7 +164,9 @@ impl Limiter {
             a.factor = (a.factor * 0.5).max(MIN_FACTOR);
             a.streak = a.streak.saturating_add(1);
         }
-        a.paused_until.map(|u| u - now).unwrap_or(wait)
+        a.paused_until
+            .map(|u| u.saturating_duration_since(now))
+            .unwrap_or(wait)
     }
 
     /// Record a successful call: recover some of the effective rate.
@@ -223,6 +231,23 @@ mod tests {
         l.on_success();
         tokio::time::advance(Duration::from_secs(6)).await;
         assert_eq!(l.on_rate_limit(None), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn huge_waits_are_capped_never_a_panic() {
+        let table = [
+            (Duration::from_secs(315_360_000), MAX_PAUSE),
+            (Duration::from_secs(u64::MAX), MAX_PAUSE),
+            (Duration::MAX, MAX_PAUSE),
+            (MAX_PAUSE, MAX_PAUSE),
+            (Duration::from_secs(30), Duration::from_secs(30)),
+        ];
+        for (wait, paused) in table {
+            let l = Limiter::new(10.0, 1, 1, Duration::from_secs(5));
+            assert_eq!(l.on_rate_limit(Some(wait)), paused, "{wait:?}");
+            // A later answer naming an even longer wait extends the pause, to the cap.
+            assert_eq!(l.on_rate_limit(Some(Duration::MAX)), MAX_PAUSE, "{wait:?}");
+        }
     }
 
     #[tokio::test]

@@ -25,6 +25,9 @@ pub const PACING: Pacing = Pacing {
 
 /// Lifetime assumed when the token answer names none (Auth0's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
+/// Auth0 issues tokens for at most 30 days; a longer `expires_in` is held to that, which also keeps
+/// the runner's refresh time well inside `Instant`'s range.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
 
 /// Connection strategies Auth0 accepts as an identity's `provider`.
 pub const PROVIDERS: &[&str] = &[
@@ -263,38 +266,95 @@ impl Auth0 {
         }
     }
 
-    /// Classify what the Management API's error answers have in common.
-    fn classify_common(&self, answer: &WireAnswer, absent: &str) -> Verdict {
-        let body = answer.json();
-        let code = body
-            .get("errorCode")
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
-        let message = body
-            .get("message")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("HTTP {}: {}", answer.status, answer.text_snippet()));
-        let class = match answer.status {
-            404 => Class::Absent(format!("{absent}: {message}")),
-            400 => Class::Failed(message),
-            401 => match self.credentials {
+    /// Classify a non-2xx answer to any Management API call (`absent` says what a 404 means for
+    /// it). Only Auth0's own error bodies lead to an outcome; 401, 403, 429 and the retried
+    /// statuses are acted on whatever their body, as none of them is an outcome.
+    fn classify_error(&self, answer: &WireAnswer, absent: &str) -> Verdict {
+        let error = ErrorBody::parse(answer);
+        let code = error.as_ref().and_then(|e| e.code.clone());
+        let message = match &error {
+            Some(e) => e.message.clone(),
+            None => format!("HTTP {}: {}", answer.status, answer.text_snippet()),
+        };
+        let class = match (answer.status, &error) {
+            (404, Some(e)) if e.says_not_found() => Class::Absent(format!("{absent}: {message}")),
+            (404, _) => Class::Unexpected(
+                "a 404 without Auth0's not-found error body (statusCode 404 with errorCode \
+                 inexistent_user or a message that the user or identity does not exist)"
+                    .into(),
+            ),
+            (400, Some(_)) => Class::Failed(message),
+            (400, None) => Class::Unexpected("a 400 without Auth0's JSON error body".into()),
+            (401, _) => match self.credentials {
                 Credentials::Client { .. } => Class::Reauth(format!("auth0: 401 {message}")),
                 Credentials::Static(_) => {
                     Class::Halt(format!("auth0 refused the token (401): {message}"))
                 }
             },
-            403 => Class::Halt(format!(
+            (403, _) => Class::Halt(format!(
                 "auth0 refused the call (403; the token needs update:users and read:users): {message}"
             )),
-            429 => Class::RateLimit(answer.retry_after(SystemTime::now())),
-            408 | 409 | 500..=599 => Class::Retry(format!("HTTP {}: {message}", answer.status)),
-            other => Class::Failed(format!("unexpected HTTP {other}: {message}")),
+            (429, _) => Class::RateLimit(answer.retry_after(SystemTime::now())),
+            (408 | 409 | 500..=599, _) => {
+                Class::Retry(format!("HTTP {}: {message}", answer.status))
+            }
+            (other, _) => Class::Unexpected(format!(
+                "HTTP {other} is not an answer Auth0 documents for this call"
+            )),
         };
         Verdict::new(class)
             .code(code)
             .request_id(request_id(answer))
     }
+}
+
+/// Auth0's error body: `{"statusCode":404,"error":"Not Found","message":"...","errorCode":"..."}`
+/// with `statusCode` equal to the HTTP status; `errorCode` may be missing.
+#[derive(Debug)]
+struct ErrorBody {
+    message: String,
+    code: Option<String>,
+}
+
+impl ErrorBody {
+    fn parse(answer: &WireAnswer) -> Option<ErrorBody> {
+        let body = answer.parse_json()?;
+        let status = body.get("statusCode")?.as_u64()?;
+        if status != u64::from(answer.status) {
+            return None;
+        }
+        let text = |name: &str| body.get(name).and_then(|v| v.as_str()).map(str::to_string);
+        Some(ErrorBody {
+            message: text("message")
+                .or_else(|| text("error"))
+                .unwrap_or_else(|| format!("HTTP {}", answer.status)),
+            code: text("errorCode"),
+        })
+    }
+
+    /// `inexistent_user` (or an identity twin of it), or a message saying the user or identity
+    /// does not exist. A bare "Not Found" is what Auth0 answers for a path it does not serve: a
+    /// wrong `base_url`, not a missing user.
+    fn says_not_found(&self) -> bool {
+        if matches!(
+            self.code.as_deref(),
+            Some("inexistent_user" | "inexistent_identity")
+        ) {
+            return true;
+        }
+        let m = self.message.to_ascii_lowercase();
+        (m.contains("user") || m.contains("identity"))
+            && (m.contains("does not exist") || m.contains("not found"))
+    }
+}
+
+/// Step 0's success: the primary's remaining identities, a JSON array of objects.
+fn is_identity_list(answer: &WireAnswer) -> bool {
+    answer
+        .parse_json()
+        .as_ref()
+        .and_then(|v| v.as_array())
+        .is_some_and(|ids| ids.iter().all(|i| i.is_object()))
 }
 
 fn request_id(answer: &WireAnswer) -> Option<String> {
@@ -373,15 +433,22 @@ impl Adapter for Auth0 {
     }
 
     fn classify(&self, _row: &Prepared, step: u8, answer: &WireAnswer) -> Verdict {
-        if (200..300).contains(&answer.status) {
-            return Verdict::new(Class::Unlinked).request_id(request_id(answer));
-        }
-        let absent = if step == 0 {
-            "the user or identity does not exist"
-        } else {
-            "the unlinked standalone user no longer exists"
+        let unlinked = || Verdict::new(Class::Unlinked).request_id(request_id(answer));
+        let unexpected = |what: &str| {
+            Verdict::new(Class::Unexpected(what.into())).request_id(request_id(answer))
         };
-        self.classify_common(answer, absent)
+        match (step, answer.status) {
+            (0, 200) if is_identity_list(answer) => unlinked(),
+            (0, 200) => {
+                unexpected("a 200 whose body is not the JSON array of remaining identities")
+            }
+            // Deleting the standalone user: Auth0 documents 204 with no body; 200 is tolerated.
+            (_, 200 | 204) if step > 0 && answer.body_is_empty() => unlinked(),
+            (_, 200 | 204) if step > 0 => unexpected("a user deletion answered with a body"),
+            (_, 200..=299) => unexpected("a 2xx status Auth0 does not document for this call"),
+            (0, _) => self.classify_error(answer, "the user or identity does not exist"),
+            _ => self.classify_error(answer, "the unlinked standalone user no longer exists"),
+        }
     }
 
     fn read(&self, row: &Prepared, token: Option<&str>) -> Option<WireRequest> {
@@ -395,20 +462,37 @@ impl Adapter for Auth0 {
 
     fn classify_read(&self, row: &Prepared, answer: &WireAnswer) -> Verdict {
         if answer.status != 200 {
-            return self.classify_common(answer, "the user does not exist");
+            if (200..300).contains(&answer.status) {
+                return Verdict::new(Class::Unexpected(
+                    "a 2xx status Auth0 does not document for reading a user".into(),
+                ))
+                .request_id(request_id(answer));
+            }
+            return self.classify_error(answer, "the user does not exist");
         }
-        let body = answer.json();
+        let body = answer.parse_json();
+        let identities = body
+            .as_ref()
+            .and_then(|b| b.get("identities"))
+            .and_then(|v| v.as_array())
+            .filter(|ids| {
+                ids.iter()
+                    .all(|i| i.get("provider").is_some_and(|p| p.is_string()))
+            });
+        let Some(identities) = identities else {
+            return Verdict::new(Class::Unexpected(
+                "a 200 whose body is not an Auth0 user (a JSON object with an identities array \
+                 of objects naming their provider)"
+                    .into(),
+            ))
+            .request_id(request_id(answer));
+        };
         let provider = row.params.get("provider");
         let id = row.params.get("identity_user_id");
-        let linked = body
-            .get("identities")
-            .and_then(|v| v.as_array())
-            .is_some_and(|ids| {
-                ids.iter().any(|identity| {
-                    identity.get("provider").and_then(|v| v.as_str()) == Some(provider)
-                        && identity.get("user_id").is_some_and(|v| json_id(v) == id)
-                })
-            });
+        let linked = identities.iter().any(|identity| {
+            identity.get("provider").and_then(|v| v.as_str()) == Some(provider)
+                && identity.get("user_id").is_some_and(|v| json_id(v) == id)
+        });
         let class = if linked {
             Class::Present
         } else {
@@ -435,7 +519,14 @@ impl Adapter for Auth0 {
     }
 
     fn parse_token(&self, answer: &WireAnswer) -> Result<(String, Duration), String> {
-        let body = answer.json();
+        let Some(body) = answer.parse_json().filter(|b| b.is_object()) else {
+            return Err(format!(
+                "token endpoint answered HTTP {} with a body that is not JSON: {} \
+                 (check base_url / domain)",
+                answer.status,
+                answer.text_snippet()
+            ));
+        };
         if answer.status != 200 {
             let why = body
                 .get("error_description")
@@ -453,11 +544,14 @@ impl Adapter for Auth0 {
             .and_then(|v| v.as_str())
             .filter(|t| !t.is_empty())
             .ok_or("token answer has no access_token")?;
-        let lifetime = body
-            .get("expires_in")
-            .and_then(|v| v.as_u64())
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_TOKEN_LIFETIME);
+        let lifetime = match body.get("expires_in") {
+            None | Some(serde_json::Value::Null) => DEFAULT_TOKEN_LIFETIME,
+            Some(v) => v
+                .as_u64()
+                .filter(|&secs| secs > 0)
+                .map(|secs| Duration::from_secs(secs).min(MAX_TOKEN_LIFETIME))
+                .ok_or("token answer's expires_in is not a positive number of seconds")?,
+        };
         Ok((token.to_string(), lifetime))
     }
 }
@@ -555,38 +649,213 @@ mod tests {
         assert_eq!(via_identity.key.0, "u/github/9|x");
     }
 
+    const NOT_FOUND_USER: &str = r#"{"statusCode":404,"error":"Not Found","message":"The user does not exist.","errorCode":"inexistent_user"}"#;
+    const NOT_FOUND_IDENTITY: &str =
+        r#"{"statusCode":404,"error":"Not Found","message":"The identity does not exist."}"#;
+    /// What Auth0 answers for a path it does not serve (a wrong base_url prefix).
+    const NOT_FOUND_ROUTE: &str = r#"{"statusCode":404,"error":"Not Found","message":"Not Found"}"#;
+    const BAD_REQUEST: &str =
+        r#"{"statusCode":400,"error":"Bad Request","message":"bad id","errorCode":"invalid_uri"}"#;
+    const HTML: &str = "<!DOCTYPE html><html><body><h1>Not Found</h1></body></html>";
+
+    type Row<'a> = (u16, &'a [(&'static str, &'a str)], &'a str, &'a str);
+
+    /// (status, headers, body) → class name, for `classify(step)` or `classify_read` (`None`).
+    fn check_table(a: &Auth0, step: Option<u8>, table: &[Row<'_>]) {
+        let r = row(a, "auth0|1", "github", "2");
+        for (status, headers, body, want) in table {
+            let answer = headers.iter().fold(
+                WireAnswer::new(*status, body.to_string()),
+                |ans, (name, value)| ans.with_header(name, value),
+            );
+            let v = match step {
+                Some(step) => a.classify(&r, step, &answer),
+                None => a.classify_read(&r, &answer),
+            };
+            assert_eq!(
+                v.class.name(),
+                *want,
+                "step {step:?}: {status} {headers:?} {body:?} → {:?}",
+                v.class
+            );
+        }
+    }
+
+    const NO: &[(&str, &str)] = &[];
+    const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
+    const AS_HTML: &[(&str, &str)] = &[("content-type", "text/html")];
+
+    /// The rows every Management API call shares (VENDORS.md, Auth0 answers).
+    const ERROR_ROWS: &[Row<'static>] = &[
+        (404, JSON, NOT_FOUND_USER, "absent"),
+        (404, NO, NOT_FOUND_IDENTITY, "absent"),
+        (
+            404,
+            JSON,
+            r#"{"statusCode":404,"errorCode":"inexistent_user"}"#,
+            "absent",
+        ),
+        (404, JSON, NOT_FOUND_ROUTE, "unexpected"),
+        (404, AS_HTML, HTML, "unexpected"),
+        (404, NO, "", "unexpected"),
+        (404, JSON, r#"{"foo":1}"#, "unexpected"),
+        (
+            404,
+            JSON,
+            r#"{"statusCode":400,"message":"The user does not exist."}"#,
+            "unexpected",
+        ),
+        (
+            404,
+            JSON,
+            r#"[{"statusCode":404,"errorCode":"inexistent_user"}]"#,
+            "unexpected",
+        ),
+        (400, JSON, BAD_REQUEST, "failed"),
+        (
+            400,
+            JSON,
+            r#"{"statusCode":400,"error":"Bad Request"}"#,
+            "failed",
+        ),
+        (400, AS_HTML, HTML, "unexpected"),
+        (400, NO, "", "unexpected"),
+        (
+            401,
+            JSON,
+            r#"{"statusCode":401,"message":"Invalid token"}"#,
+            "halt",
+        ),
+        (401, AS_HTML, HTML, "halt"),
+        (
+            403,
+            JSON,
+            r#"{"statusCode":403,"errorCode":"insufficient_scope"}"#,
+            "halt",
+        ),
+        // A proxy's 403 page: halting is the safe side either way.
+        (403, AS_HTML, HTML, "halt"),
+        (429, NO, "", "rate-limit"),
+        (429, &[("retry-after", "4")], "", "rate-limit"),
+        (
+            429,
+            &[("x-ratelimit-reset", "99999999999")],
+            HTML,
+            "rate-limit",
+        ),
+        (408, NO, "", "retry"),
+        (409, JSON, r#"{"statusCode":409}"#, "retry"),
+        (500, NO, "oops", "retry"),
+        (503, AS_HTML, HTML, "retry"),
+        (599, NO, "", "retry"),
+        (418, NO, "", "unexpected"),
+        (302, &[("location", "/login")], "", "unexpected"),
+        (301, NO, HTML, "unexpected"),
+        (100, NO, "", "unexpected"),
+        (405, JSON, r#"{"statusCode":405}"#, "unexpected"),
+    ];
+
     #[test]
-    fn classification_table() {
+    fn unlink_classification_table() {
+        let a = adapter("token = \"t\"");
+        check_table(
+            &a,
+            Some(0),
+            &[
+                (200, JSON, "[]", "unlinked"),
+                (
+                    200,
+                    NO,
+                    r#"[{"provider":"auth0","user_id":"1"}]"#,
+                    "unlinked",
+                ),
+                (200, AS_HTML, HTML, "unexpected"),
+                (200, JSON, "", "unexpected"),
+                (200, JSON, "{}", "unexpected"),
+                (200, JSON, r#"{"identities":[]}"#, "unexpected"),
+                (200, JSON, "[1,2]", "unexpected"),
+                (200, JSON, "null", "unexpected"),
+                (201, JSON, "[]", "unexpected"),
+                (204, NO, "", "unexpected"),
+            ],
+        );
+        check_table(&a, Some(0), ERROR_ROWS);
+    }
+
+    #[test]
+    fn delete_user_classification_table() {
+        let a = adapter("token = \"t\"\ndelete_unlinked_user = true");
+        check_table(
+            &a,
+            Some(1),
+            &[
+                (204, NO, "", "unlinked"),
+                (200, NO, "", "unlinked"),
+                (204, NO, " \n", "unlinked"),
+                (200, JSON, "[]", "unexpected"),
+                (200, AS_HTML, HTML, "unexpected"),
+                (204, AS_HTML, HTML, "unexpected"),
+                (202, NO, "", "unexpected"),
+            ],
+        );
+        check_table(&a, Some(1), ERROR_ROWS);
+    }
+
+    #[test]
+    fn read_classification_table() {
+        let a = adapter("token = \"t\"");
+        let linked = r#"{"user_id":"auth0|1","identities":[{"provider":"auth0","user_id":"1"},{"provider":"github","user_id":"2"}]}"#;
+        let gone = r#"{"user_id":"auth0|1","identities":[{"provider":"auth0","user_id":"1"}]}"#;
+        check_table(
+            &a,
+            None,
+            &[
+                (200, JSON, linked, "present"),
+                (200, JSON, gone, "absent"),
+                (
+                    200,
+                    JSON,
+                    r#"{"identities":[{"provider":"github","user_id":2}]}"#,
+                    "present",
+                ),
+                (200, AS_HTML, HTML, "unexpected"),
+                (200, NO, "", "unexpected"),
+                (200, JSON, "{}", "unexpected"),
+                (200, JSON, r#"{"foo":1}"#, "unexpected"),
+                (200, JSON, "[]", "unexpected"),
+                (200, JSON, r#"{"identities":{}}"#, "unexpected"),
+                (
+                    200,
+                    JSON,
+                    r#"{"identities":[{"user_id":"2"}]}"#,
+                    "unexpected",
+                ),
+                (200, JSON, r#"{"identities":["github|2"]}"#, "unexpected"),
+                (204, NO, "", "unexpected"),
+            ],
+        );
+        check_table(&a, None, ERROR_ROWS);
+    }
+
+    #[test]
+    fn verdicts_carry_message_code_and_wait() {
         let a = adapter("token = \"t\"");
         let cc = adapter("client_id = \"id\"\nclient_secret = \"s\"");
         let r = row(&a, "auth0|1", "github", "2");
-        let class = |ad: &Auth0, status: u16, body: &str| {
-            ad.classify(&r, 0, &WireAnswer::new(status, body.to_string()))
-                .class
-        };
-        assert_eq!(class(&a, 200, "[]"), Class::Unlinked);
-        assert!(
-            matches!(class(&a, 404, r#"{"errorCode":"inexistent_user","message":"The user does not exist."}"#), Class::Absent(m) if m.contains("The user does not exist."))
-        );
-        let v = a.classify(
-            &r,
-            0,
-            &WireAnswer::new(
-                400,
-                r#"{"statusCode":400,"message":"bad id","errorCode":"invalid_uri"}"#,
-            ),
-        );
+        let v = a.classify(&r, 0, &WireAnswer::new(400, BAD_REQUEST));
         assert_eq!(v.class, Class::Failed("bad id".into()));
         assert_eq!(v.vendor_code.as_deref(), Some("invalid_uri"));
-        assert!(matches!(class(&a, 401, "{}"), Class::Halt(_)));
-        assert!(matches!(class(&cc, 401, "{}"), Class::Reauth(_)));
+        let v = a.classify(&r, 0, &WireAnswer::new(404, NOT_FOUND_USER));
+        assert!(matches!(&v.class, Class::Absent(m) if m.contains("The user does not exist.")));
+        assert_eq!(v.vendor_code.as_deref(), Some("inexistent_user"));
         assert!(matches!(
-            class(&a, 403, r#"{"errorCode":"insufficient_scope"}"#),
+            a.classify(&r, 0, &WireAnswer::new(401, "{}")).class,
             Class::Halt(_)
         ));
-        assert!(matches!(class(&a, 408, ""), Class::Retry(_)));
-        assert!(matches!(class(&a, 409, ""), Class::Retry(_)));
-        assert!(matches!(class(&a, 503, "oops"), Class::Retry(_)));
+        assert!(matches!(
+            cc.classify(&r, 0, &WireAnswer::new(401, "{}")).class,
+            Class::Reauth(_)
+        ));
         let limited = a.classify(
             &r,
             0,
@@ -596,32 +865,21 @@ mod tests {
             limited.class,
             Class::RateLimit(Some(Duration::from_secs(4)))
         );
-        assert_eq!(class(&a, 429, ""), Class::RateLimit(None));
-        assert!(matches!(class(&a, 418, ""), Class::Failed(_)));
-    }
-
-    #[test]
-    fn read_finds_numeric_identity_ids() {
-        let a = adapter("token = \"t\"");
-        let r = row(&a, "auth0|1", "github", "42");
-        let body = r#"{"user_id":"auth0|1","identities":[{"provider":"auth0","user_id":"1"},{"provider":"github","user_id":42}]}"#;
         assert_eq!(
-            a.classify_read(&r, &WireAnswer::new(200, body)).class,
-            Class::Present
+            a.classify(&r, 0, &WireAnswer::new(429, "")).class,
+            Class::RateLimit(None)
         );
-        let gone = r#"{"identities":[{"provider":"auth0","user_id":"1"}]}"#;
-        assert!(matches!(
-            a.classify_read(&r, &WireAnswer::new(200, gone)).class,
-            Class::Absent(_)
-        ));
-        assert!(matches!(
-            a.classify_read(&r, &WireAnswer::new(404, "{}")).class,
-            Class::Absent(_)
-        ));
+        let huge = WireAnswer::new(429, "").with_header("retry-after", "315360000");
         assert_eq!(
-            a.read(&r, None).unwrap().url,
-            "https://acme.auth0.com/api/v2/users/auth0%7C1"
+            a.classify(&r, 0, &huge).class,
+            Class::RateLimit(Some(Duration::from_secs(315_360_000)))
         );
+        let ok = a.classify(
+            &r,
+            0,
+            &WireAnswer::new(200, "[]").with_header("x-auth0-requestid", "rq"),
+        );
+        assert_eq!(ok.request_id.as_deref(), Some("rq"));
     }
 
     #[test]
@@ -645,6 +903,39 @@ mod tests {
         assert!(
             a.parse_token(&WireAnswer::new(401, r#"{"error":"access_denied"}"#))
                 .is_err()
+        );
+        let parse =
+            |status: u16, body: &str| a.parse_token(&WireAnswer::new(status, body.to_string()));
+        assert_eq!(
+            parse(200, r#"{"access_token":"abc"}"#).unwrap().1,
+            DEFAULT_TOKEN_LIFETIME
+        );
+        assert_eq!(
+            parse(
+                200,
+                r#"{"access_token":"abc","expires_in":18446744073709551615}"#
+            )
+            .unwrap()
+            .1,
+            MAX_TOKEN_LIFETIME
+        );
+        for bad in [
+            r#"{"access_token":"abc","expires_in":0}"#,
+            r#"{"access_token":"abc","expires_in":-5}"#,
+            r#"{"access_token":"abc","expires_in":"86400"}"#,
+            r#"{"access_token":"abc","expires_in":1e300}"#,
+            r#"{"access_token":""}"#,
+            r#"{"token":"abc"}"#,
+            r#"["abc"]"#,
+            "<html>login</html>",
+            "",
+        ] {
+            assert!(parse(200, bad).is_err(), "{bad}");
+        }
+        assert!(
+            parse(403, "<html>denied</html>")
+                .unwrap_err()
+                .contains("not JSON")
         );
         assert!(adapter("token = \"t\"").token_request().is_none());
     }

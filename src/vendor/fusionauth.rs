@@ -134,19 +134,38 @@ impl FusionAuth {
     }
 
     /// Everything but a 200, for the DELETE and the read alike.
+    /// Classify a non-200 answer to the link API. Only FusionAuth's own shapes lead to an
+    /// outcome: a 404 with an empty body or its JSON error object, a 400 with its error object.
+    /// 401, 403, 429 and the retried statuses are acted on whatever their body.
     fn classify_error(answer: &WireAnswer) -> Verdict {
         let request_id = answer.request_id_header();
         let status = answer.status;
+        let errors = error_object(answer);
         let (class, code) = match status {
-            404 => (
+            404 if answer.body_is_empty() || errors.is_some() => (
                 Class::Absent("the user, identity provider or link does not exist".into()),
                 None,
             ),
-            400 => {
-                let (code, message) = first_error(&answer.json())
-                    .unwrap_or_else(|| (None, format!("HTTP 400: {}", answer.text_snippet())));
-                (Class::Failed(message), code)
-            }
+            404 => (
+                Class::Unexpected(
+                    "a 404 whose body is neither empty nor FusionAuth's JSON error object".into(),
+                ),
+                None,
+            ),
+            400 => match &errors {
+                Some(body) => {
+                    let (code, message) = first_error(body)
+                        .unwrap_or_else(|| (None, format!("HTTP 400: {}", answer.text_snippet())));
+                    (Class::Failed(message), code)
+                }
+                None => (
+                    Class::Unexpected(
+                        "a 400 without FusionAuth's JSON error object (fieldErrors, generalErrors)"
+                            .into(),
+                    ),
+                    None,
+                ),
+            },
             401 => (
                 Class::Halt("fusionauth refused the API key (401)".into()),
                 None,
@@ -169,9 +188,8 @@ impl FusionAuth {
                 None,
             ),
             other => (
-                Class::Failed(format!(
-                    "unexpected HTTP {other}: {}",
-                    answer.text_snippet()
+                Class::Unexpected(format!(
+                    "HTTP {other} is not an answer FusionAuth documents for this call"
                 )),
                 None,
             ),
@@ -180,9 +198,29 @@ impl FusionAuth {
     }
 }
 
-/// `8-4-4-4-12` hex digits, in lower case. FusionAuth treats ids case-insensitively and writes them
-/// in lower case, so rows differing only in case are the same link: the key and the request both
-/// carry the lower-cased form, which keeps duplicate detection and the sent value consistent.
+/// FusionAuth's error object, `{"fieldErrors":{...},"generalErrors":[...]}` (either may be
+/// missing, not both), parsed.
+fn error_object(answer: &WireAnswer) -> Option<serde_json::Value> {
+    let body = answer.parse_json()?;
+    let fields = body.get("fieldErrors");
+    let general = body.get("generalErrors");
+    let shaped = fields.is_none_or(|f| f.is_object())
+        && general.is_none_or(|g| g.is_array())
+        && (fields.is_some() || general.is_some());
+    shaped.then_some(body)
+}
+
+/// Whether an `identityProviderLinks` entry is the row's link (UUIDs compare case-insensitively).
+fn is_row_link(link: &serde_json::Value, p: &Params) -> bool {
+    let text = |name: &str| link.get(name).and_then(|v| v.as_str()).unwrap_or("");
+    text("identityProviderId").eq_ignore_ascii_case(p.get("identity_provider_id"))
+        && text("identityProviderUserId") == p.get("identity_provider_user_id")
+        && link
+            .get("userId")
+            .and_then(|v| v.as_str())
+            .is_none_or(|u| u.eq_ignore_ascii_case(p.get("user_id")))
+}
+
 fn normalise_uuid(s: &str) -> Option<String> {
     let groups: Vec<&str> = s.split('-').collect();
     let shape_ok = groups.len() == 5
@@ -266,33 +304,67 @@ impl Adapter for FusionAuth {
     }
 
     fn classify(&self, _row: &Prepared, _step: u8, answer: &WireAnswer) -> Verdict {
-        if answer.status != 200 {
-            return Self::classify_error(answer);
+        match answer.status {
+            200 => {}
+            201..=299 => {
+                return Verdict::new(Class::Unexpected(
+                    "a 2xx status FusionAuth does not document for DELETE (it answers 200)".into(),
+                ))
+                .request_id(answer.request_id_header());
+            }
+            _ => return Self::classify_error(answer),
         }
-        let request_id = answer.request_id_header();
-        let body_is_empty = answer.body.iter().all(u8::is_ascii_whitespace);
-        if body_is_empty || !answer.json().is_null() {
-            return Verdict::new(Class::Unlinked).request_id(request_id);
+        let is_link = answer
+            .parse_json()
+            .is_some_and(|b| b.get("identityProviderLink").is_some_and(|l| l.is_object()));
+        if answer.body_is_empty() || is_link {
+            return Verdict::new(Class::Unlinked).request_id(answer.request_id_header());
         }
-        // A 200 page that is not FusionAuth's JSON (a proxy's or SSO login page) would say the same
-        // for every row: stop rather than record rows as unlinked or failed.
-        Verdict::new(Class::Halt(format!(
-            "fusionauth answered 200 with a body that is not JSON (is base_url the FusionAuth \
-             API?): {}",
-            answer.text_snippet()
-        )))
-        .request_id(request_id)
+        // A 200 page that is not FusionAuth's answer (a proxy's or SSO login page) would say the
+        // same for every row: stop rather than record rows as unlinked.
+        Verdict::new(Class::Unexpected(
+            "a 200 whose body is neither empty nor {\"identityProviderLink\":{...}}".into(),
+        ))
+        .request_id(answer.request_id_header())
     }
 
     fn read(&self, row: &Prepared, _token: Option<&str>) -> Option<WireRequest> {
         Some(self.link_request(Method::GET, &row.params))
     }
 
-    fn classify_read(&self, _row: &Prepared, answer: &WireAnswer) -> Verdict {
+    fn classify_read(&self, row: &Prepared, answer: &WireAnswer) -> Verdict {
         match answer.status {
-            200 => Verdict::new(Class::Present).request_id(answer.request_id_header()),
-            _ => Self::classify_error(answer),
+            200 => {}
+            201..=299 => {
+                return Verdict::new(Class::Unexpected(
+                    "a 2xx status FusionAuth does not document for GET (it answers 200)".into(),
+                ))
+                .request_id(answer.request_id_header());
+            }
+            _ => return Self::classify_error(answer),
         }
+        let body = answer.parse_json();
+        let body = body.as_ref();
+        let link = body.and_then(|b| b.get("identityProviderLink"));
+        let links = body
+            .and_then(|b| b.get("identityProviderLinks"))
+            .and_then(|v| v.as_array())
+            .filter(|l| l.iter().all(|link| link.is_object()));
+        let class = match (link, links) {
+            (Some(link), _) if link.is_object() => Class::Present,
+            (None, Some(links)) if links.iter().any(|l| is_row_link(l, &row.params)) => {
+                Class::Present
+            }
+            // The list FusionAuth gives when the query names fewer ids: it lists every link of
+            // the user to the provider, so one missing from it is gone.
+            (None, Some(_)) => Class::Absent("the user's links do not list this link".into()),
+            _ => Class::Unexpected(
+                "a 200 whose body is neither {\"identityProviderLink\":{...}} nor \
+                 {\"identityProviderLinks\":[...]}"
+                    .into(),
+            ),
+        };
+        Verdict::new(class).request_id(answer.request_id_header())
     }
 }
 
@@ -418,20 +490,122 @@ mod tests {
         );
     }
 
+    const HTML: &str = "<!DOCTYPE html><html><body><h1>Not Found</h1></body></html>";
+    const LINK: &str = r#"{"identityProviderLink":{"identityProviderId":"82339786-3dff-42a6-aac6-1f1ceecb6c46","identityProviderUserId":"x","userId":"00000000-0000-0001-0000-000000000001"}}"#;
+    const FIELD_ERRORS: &str = r#"{"fieldErrors":{"userId":[{"code":"[invalid]userId","message":"Bad."}]},"generalErrors":[]}"#;
+    const GENERAL_ERRORS: &str =
+        r#"{"generalErrors":[{"code":"[NotFound]","message":"No link."}]}"#;
+    const NO: &[(&str, &str)] = &[];
+    const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
+    const AS_HTML: &[(&str, &str)] = &[("content-type", "text/html")];
+
+    type Row<'a> = (u16, &'a [(&'static str, &'a str)], &'a str, &'a str);
+
+    /// (status, headers, body) → class name, for `classify` or `classify_read` (`read`).
+    fn check_table(read: bool, table: &[Row<'_>]) {
+        let a = adapter("");
+        let r = row(&a, USER, IDP, "x");
+        for (status, headers, body, want) in table {
+            let answer = headers
+                .iter()
+                .fold(answer(*status, body), |ans, (n, v)| ans.with_header(n, v));
+            let v = if read {
+                a.classify_read(&r, &answer)
+            } else {
+                a.classify(&r, 0, &answer)
+            };
+            assert_eq!(
+                v.class.name(),
+                *want,
+                "read {read}: {status} {headers:?} {body:?} → {:?}",
+                v.class
+            );
+        }
+    }
+
+    /// The rows DELETE and GET share (VENDORS.md, FusionAuth).
+    const ERROR_ROWS: &[Row<'static>] = &[
+        (404, NO, "", "absent"),
+        (404, JSON, " \n", "absent"),
+        (404, JSON, FIELD_ERRORS, "absent"),
+        (404, JSON, GENERAL_ERRORS, "absent"),
+        (404, AS_HTML, HTML, "unexpected"),
+        (404, JSON, r#"{"foo":1}"#, "unexpected"),
+        (404, JSON, r#"{"fieldErrors":[]}"#, "unexpected"),
+        (404, NO, "Not Found", "unexpected"),
+        (400, JSON, FIELD_ERRORS, "failed"),
+        (400, JSON, GENERAL_ERRORS, "failed"),
+        (
+            400,
+            JSON,
+            r#"{"fieldErrors":{},"generalErrors":[]}"#,
+            "failed",
+        ),
+        (400, AS_HTML, HTML, "unexpected"),
+        (400, NO, "", "unexpected"),
+        (400, JSON, r#"{"error":"bad"}"#, "unexpected"),
+        (401, NO, "", "halt"),
+        (401, AS_HTML, HTML, "halt"),
+        (403, NO, "", "halt"),
+        (429, NO, "", "rate-limit"),
+        (429, &[("retry-after", "9")], "", "rate-limit"),
+        (408, NO, "", "retry"),
+        (500, NO, "", "retry"),
+        (503, AS_HTML, HTML, "retry"),
+        (409, NO, "x", "unexpected"),
+        (418, NO, "", "unexpected"),
+        (302, &[("location", "/login")], "", "unexpected"),
+        (405, NO, "", "unexpected"),
+    ];
+
     #[test]
-    fn classification_table() {
+    fn unlink_classification_table() {
+        check_table(
+            false,
+            &[
+                (200, NO, "", "unlinked"),
+                (200, JSON, LINK, "unlinked"),
+                (200, JSON, r#"{"identityProviderLink":{}}"#, "unlinked"),
+                (200, AS_HTML, "<html>login</html>", "unexpected"),
+                (200, JSON, "{}", "unexpected"),
+                (200, JSON, r#"{"foo":1}"#, "unexpected"),
+                (200, JSON, r#"{"identityProviderLink":[]}"#, "unexpected"),
+                (200, JSON, "[]", "unexpected"),
+                (200, JSON, "null", "unexpected"),
+                (204, NO, "", "unexpected"),
+                (201, JSON, LINK, "unexpected"),
+            ],
+        );
+        check_table(false, ERROR_ROWS);
+    }
+
+    #[test]
+    fn read_classification_table() {
+        let listed = r#"{"identityProviderLinks":[{"identityProviderId":"82339786-3DFF-42A6-AAC6-1F1CEECB6C46","identityProviderUserId":"x","userId":"00000000-0000-0001-0000-000000000001"}]}"#;
+        let other = r#"{"identityProviderLinks":[{"identityProviderId":"82339786-3dff-42a6-aac6-1f1ceecb6c46","identityProviderUserId":"y"}]}"#;
+        check_table(
+            true,
+            &[
+                (200, JSON, LINK, "present"),
+                (200, JSON, listed, "present"),
+                (200, JSON, other, "absent"),
+                (200, JSON, r#"{"identityProviderLinks":[]}"#, "absent"),
+                (200, NO, "", "unexpected"),
+                (200, AS_HTML, HTML, "unexpected"),
+                (200, JSON, "{}", "unexpected"),
+                (200, JSON, r#"{"identityProviderLinks":{}}"#, "unexpected"),
+                (200, JSON, r#"{"identityProviderLinks":[1]}"#, "unexpected"),
+                (204, NO, "", "unexpected"),
+            ],
+        );
+        check_table(true, ERROR_ROWS);
+    }
+
+    #[test]
+    fn verdicts_carry_messages_and_waits() {
         let a = adapter("");
         let r = row(&a, USER, IDP, "x");
         let class = |status: u16, body: &str| a.classify(&r, 0, &answer(status, body)).class;
-        assert_eq!(class(200, ""), Class::Unlinked);
-        assert_eq!(
-            class(200, r#"{"identityProviderLink":{"userId":"u"}}"#),
-            Class::Unlinked
-        );
-        assert!(
-            matches!(class(200, "<html>login</html>"), Class::Halt(m) if m.contains("not JSON"))
-        );
-        assert!(matches!(class(404, ""), Class::Absent(_)));
         assert!(matches!(class(401, ""), Class::Halt(m) if m.contains("401")));
         assert!(matches!(class(403, ""), Class::Halt(m) if m.contains("403")));
         assert_eq!(class(429, ""), Class::RateLimit(None));
@@ -442,9 +616,8 @@ mod tests {
         );
         assert!(matches!(class(500, ""), Class::Retry(m) if m.starts_with("HTTP 500")));
         assert!(matches!(class(503, "down"), Class::Retry(m) if m.contains("down")));
-        assert!(matches!(class(408, ""), Class::Retry(_)));
-        assert!(matches!(class(409, "x"), Class::Failed(m) if m.contains("409")));
-        assert!(matches!(class(204, ""), Class::Failed(_)));
+        let ok = a.classify(&r, 0, &answer(200, "").with_header("x-request-id", "q"));
+        assert_eq!(ok.request_id.as_deref(), Some("q"));
     }
 
     #[test]
@@ -470,9 +643,15 @@ mod tests {
         let v = a.classify(&r, 0, &answer(400, general));
         assert_eq!(v.vendor_code.as_deref(), Some("[NotLinked]"));
         assert_eq!(v.class, Class::Failed("[NotLinked]: No link.".into()));
-        let v = a.classify(&r, 0, &answer(400, "nope"));
+        let v = a.classify(
+            &r,
+            0,
+            &answer(400, r#"{"fieldErrors":{},"generalErrors":[]}"#),
+        );
         assert_eq!(v.vendor_code, None);
-        assert_eq!(v.class, Class::Failed("HTTP 400: nope".into()));
+        assert!(matches!(v.class, Class::Failed(m) if m.starts_with("HTTP 400: ")));
+        let v = a.classify(&r, 0, &answer(400, "nope"));
+        assert!(matches!(v.class, Class::Unexpected(_)));
     }
 
     #[test]
@@ -486,7 +665,10 @@ mod tests {
         assert_eq!(read.headers, delete.headers);
         let class = |status: u16, body: &str| a.classify_read(&r, &answer(status, body)).class;
         assert_eq!(
-            class(200, r#"{"identityProviderLinks":[]}"#),
+            class(
+                200,
+                r#"{"identityProviderLink":{"identityProviderUserId":"x"}}"#
+            ),
             Class::Present
         );
         assert!(matches!(class(404, ""), Class::Absent(_)));

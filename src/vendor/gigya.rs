@@ -311,20 +311,38 @@ impl Gigya {
     }
 }
 
-/// Classify an answer whose `errorCode` is not 0, or that has none.
-fn classify_error(answer: &WireAnswer, body: &Value) -> Class {
-    let Some(code) = error_code(body) else {
-        // Not Gigya's JSON (a proxy, an outage page): only the HTTP status says anything.
-        let status = answer.status;
-        return match status {
-            429 => Class::RateLimit(answer.retry_after(SystemTime::now())),
-            408 | 500..=599 => Class::Retry(format!("HTTP {status}: {}", answer.text_snippet())),
-            _ => Class::Failed(format!(
-                "HTTP {status} without an errorCode: {}",
+/// What the HTTP layer of an answer says, before its `errorCode` is looked at. With
+/// `httpStatusCodes=false` Gigya answers HTTP 200 with a JSON object holding a numeric
+/// `errorCode`; 429 and 408/5xx come from whatever fronts it and are paced or retried whatever
+/// their body. Everything else is not Gigya's answer.
+fn gigya_body(answer: &WireAnswer) -> Result<(Value, i64), Class> {
+    let status = answer.status;
+    match status {
+        200 => {}
+        429 => return Err(Class::RateLimit(answer.retry_after(SystemTime::now()))),
+        408 | 500..=599 => {
+            return Err(Class::Retry(format!(
+                "HTTP {status}: {}",
                 answer.text_snippet()
-            )),
-        };
-    };
+            )));
+        }
+        other => {
+            return Err(Class::Unexpected(format!(
+                "HTTP {other}; Gigya answers HTTP 200 when asked with httpStatusCodes=false"
+            )));
+        }
+    }
+    let body = answer.parse_json().filter(Value::is_object);
+    match body.as_ref().and_then(error_code) {
+        Some(code) => Ok((body.unwrap_or_default(), code)),
+        None => Err(Class::Unexpected(
+            "a 200 whose body is not Gigya's JSON with a numeric errorCode".into(),
+        )),
+    }
+}
+
+/// Classify an `errorCode` other than 0 (VENDORS.md, Gigya table).
+fn classify_error(answer: &WireAnswer, code: i64, body: &Value) -> Class {
     let what = error_text(code, body);
     match code {
         403005 => Class::Absent(format!("the user was not found ({what})")),
@@ -532,10 +550,13 @@ impl Adapter for Gigya {
     }
 
     fn classify(&self, _row: &Prepared, _step: u8, answer: &WireAnswer) -> Verdict {
-        let body = answer.json();
-        let class = match error_code(&body) {
-            Some(0) => Class::Unlinked,
-            _ => classify_error(answer, &body),
+        let (body, code) = match gigya_body(answer) {
+            Ok(parsed) => parsed,
+            Err(class) => return verdict(answer, class, &answer.json()),
+        };
+        let class = match code {
+            0 => Class::Unlinked,
+            _ => classify_error(answer, code, &body),
         };
         verdict(answer, class, &body)
     }
@@ -549,17 +570,32 @@ impl Adapter for Gigya {
     }
 
     fn classify_read(&self, row: &Prepared, answer: &WireAnswer) -> Verdict {
-        let body = answer.json();
-        if error_code(&body) != Some(0) {
-            let class = classify_error(answer, &body);
+        let (body, code) = match gigya_body(answer) {
+            Ok(parsed) => parsed,
+            Err(class) => return verdict(answer, class, &answer.json()),
+        };
+        if code != 0 {
+            let class = classify_error(answer, code, &body);
             return verdict(answer, class, &body);
         }
-        let provider = row.params.get("provider");
-        let providers = body
+        let identities = body
             .get("identities")
             .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+            .filter(|ids| {
+                ids.iter()
+                    .all(|i| i.get("provider").is_some_and(Value::is_string))
+            });
+        let Some(identities) = identities else {
+            let class = Class::Unexpected(
+                "an account answer (errorCode 0) without an identities array of objects naming \
+                 their provider"
+                    .into(),
+            );
+            return verdict(answer, class, &body);
+        };
+        let provider = row.params.get("provider");
+        let providers = identities
+            .iter()
             .filter_map(|identity| identity.get("provider").and_then(Value::as_str));
         // An all-providers row removes every social connection; the `site` identity (the
         // account's own login) is not a connection, so only the others count as present.
@@ -964,17 +1000,16 @@ mod tests {
                 Class::Failed(format!("{code} Invalid parameter value: provider: nope"))
             );
         }
-        // errorCode decides whatever the HTTP status says.
-        assert_eq!(
-            a.classify(&r, 0, &answer(500, r#"{"errorCode":0}"#)).class,
-            Class::Unlinked
-        );
+        // Only HTTP 200 carries Gigya's answer; 429 and 5xx are paced or retried whatever the body.
         assert!(matches!(
+            a.classify(&r, 0, &answer(500, r#"{"errorCode":0}"#)).class,
+            Class::Retry(_)
+        ));
+        assert_eq!(
             a.classify(&r, 0, &answer(429, r#"{"errorCode":400006}"#))
                 .class,
-            Class::Failed(_)
-        ));
-        // Without an errorCode only the status speaks.
+            Class::RateLimit(None)
+        );
         assert_eq!(
             a.classify(&r, 0, &answer(429, "slow down")).class,
             Class::RateLimit(None)
@@ -984,14 +1019,160 @@ mod tests {
         );
         assert!(matches!(
             a.classify(&r, 0, &answer(200, "<html>")).class,
-            Class::Failed(_)
+            Class::Unexpected(_)
         ));
         assert!(matches!(
             a.classify(&r, 0, &answer(403, "{}")).class,
-            Class::Failed(_)
+            Class::Unexpected(_)
         ));
         let none = a.classify(&r, 0, &answer(503, ""));
         assert_eq!(none.vendor_code, None);
+    }
+
+    const HTML: &str = "<!DOCTYPE html><html><body><h1>Not Found</h1></body></html>";
+    const NO: &[(&str, &str)] = &[];
+    const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
+    const AS_HTML: &[(&str, &str)] = &[("content-type", "text/html")];
+
+    type Row<'a> = (u16, &'a [(&'static str, &'a str)], &'a str, &'a str);
+
+    /// (status, headers, body) → class name, for `classify` or `classify_read` (`read`).
+    fn check_table(read: bool, table: &[Row<'_>]) {
+        let a = adapter("");
+        let r = row(&a, &[("uid", "u"), ("provider", "facebook")]);
+        for (status, headers, body, want) in table {
+            let answer = headers
+                .iter()
+                .fold(answer(*status, body), |ans, (n, v)| ans.with_header(n, v));
+            let v = if read {
+                a.classify_read(&r, &answer)
+            } else {
+                a.classify(&r, 0, &answer)
+            };
+            assert_eq!(
+                v.class.name(),
+                *want,
+                "read {read}: {status} {headers:?} {body:?} → {:?}",
+                v.class
+            );
+        }
+    }
+
+    /// The errorCode rows removeConnection and getAccountInfo share (VENDORS.md, Gigya), and the
+    /// answers that are not Gigya's.
+    const ERROR_ROWS: &[Row<'static>] = &[
+        (
+            200,
+            JSON,
+            r#"{"errorCode":403005,"errorMessage":"Unauthorized user"}"#,
+            "absent",
+        ),
+        (200, JSON, r#"{"errorCode":"403005"}"#, "absent"),
+        (200, JSON, r#"{"errorCode":403048}"#, "rate-limit"),
+        (200, JSON, r#"{"errorCode":500000}"#, "retry"),
+        (200, JSON, r#"{"errorCode":500001}"#, "retry"),
+        (200, JSON, r#"{"errorCode":504001}"#, "retry"),
+        (200, JSON, r#"{"errorCode":504002}"#, "retry"),
+        (200, JSON, r#"{"errorCode":403002}"#, "reauth"),
+        (
+            200,
+            JSON,
+            r#"{"errorCode":301001,"apiDomain":"us1.gigya.com"}"#,
+            "halt",
+        ),
+        (200, JSON, r#"{"errorCode":400001}"#, "halt"),
+        (200, JSON, r#"{"errorCode":400008}"#, "halt"),
+        (200, JSON, r#"{"errorCode":403003}"#, "halt"),
+        (200, JSON, r#"{"errorCode":403006}"#, "halt"),
+        (200, JSON, r#"{"errorCode":403007}"#, "halt"),
+        // "anything else" is documented as failed, with Gigya's message.
+        (200, JSON, r#"{"errorCode":400002}"#, "failed"),
+        (200, JSON, r#"{"errorCode":400006}"#, "failed"),
+        (200, JSON, r#"{"errorCode":409030}"#, "failed"),
+        (200, JSON, r#"{"errorCode":123}"#, "failed"),
+        // Not Gigya's JSON.
+        (200, AS_HTML, HTML, "unexpected"),
+        (200, NO, "", "unexpected"),
+        (200, JSON, "{}", "unexpected"),
+        (200, JSON, r#"{"foo":1}"#, "unexpected"),
+        (200, JSON, r#"{"errorCode":"zero"}"#, "unexpected"),
+        (200, JSON, r#"{"errorCode":0.5}"#, "unexpected"),
+        (200, JSON, r#"{"errorCode":null}"#, "unexpected"),
+        (200, JSON, r#"[{"errorCode":0}]"#, "unexpected"),
+        // HTTP statuses Gigya (with httpStatusCodes=false) does not send.
+        (404, AS_HTML, HTML, "unexpected"),
+        (404, JSON, r#"{"errorCode":403005}"#, "unexpected"),
+        (403, JSON, r#"{"errorCode":403007}"#, "unexpected"),
+        (401, NO, "", "unexpected"),
+        (204, NO, "", "unexpected"),
+        (418, NO, "", "unexpected"),
+        (302, &[("location", "/login")], "", "unexpected"),
+        // What fronts Gigya may pace or fail: never an outcome.
+        (429, NO, "", "rate-limit"),
+        (429, AS_HTML, HTML, "rate-limit"),
+        (408, NO, "", "retry"),
+        (500, JSON, r#"{"errorCode":0}"#, "retry"),
+        (502, AS_HTML, HTML, "retry"),
+        (503, NO, "", "retry"),
+    ];
+
+    #[test]
+    fn unlink_classification_table() {
+        check_table(
+            false,
+            &[
+                (
+                    200,
+                    JSON,
+                    r#"{"callId":"c","errorCode":0,"statusCode":200}"#,
+                    "unlinked",
+                ),
+                (200, NO, r#"{"errorCode":0}"#, "unlinked"),
+            ],
+        );
+        check_table(false, ERROR_ROWS);
+    }
+
+    #[test]
+    fn read_classification_table() {
+        check_table(
+            true,
+            &[
+                (
+                    200,
+                    JSON,
+                    r#"{"errorCode":0,"identities":[{"provider":"site"},{"provider":"facebook"}]}"#,
+                    "present",
+                ),
+                (
+                    200,
+                    JSON,
+                    r#"{"errorCode":0,"identities":[{"provider":"site"}]}"#,
+                    "absent",
+                ),
+                (200, JSON, r#"{"errorCode":0,"identities":[]}"#, "absent"),
+                (200, JSON, r#"{"errorCode":0}"#, "unexpected"),
+                (
+                    200,
+                    JSON,
+                    r#"{"errorCode":0,"identities":{}}"#,
+                    "unexpected",
+                ),
+                (
+                    200,
+                    JSON,
+                    r#"{"errorCode":0,"identities":[{"providerUID":"1"}]}"#,
+                    "unexpected",
+                ),
+                (
+                    200,
+                    JSON,
+                    r#"{"errorCode":0,"identities":["facebook"]}"#,
+                    "unexpected",
+                ),
+            ],
+        );
+        check_table(true, ERROR_ROWS);
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! rate-limits: the runner wraps every adapter the same way (see `limit` and `runner`), so the
 //! behaviour that users rely on — pacing, retries, halting — is written once.
 //!
+//! Classifiers accept only the answer shapes VENDORS.md lists for each call (status *and* body):
+//! anything else — a proxy's 404, an HTML page, a 2xx with another body — is
+//! [`Class::Unexpected`], never an outcome, and never falls through to "unlinked" or "absent".
+//!
 //! Adding a vendor means one new file here plus one arm in [`VendorKind`]'s matches.
 
 pub(crate) mod auth0;

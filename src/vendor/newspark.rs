@@ -229,6 +229,28 @@ impl Newspark {
         Ok(path)
     }
 
+    /// A redirect: to this row's redirect URL, the fail URL, or (a login page) anywhere else.
+    fn classify_redirect(&self, row: &Prepared, answer: &WireAnswer) -> Class {
+        let Some(location) = answer.header("location").filter(|l| !l.trim().is_empty()) else {
+            return Class::Unexpected("a redirect without a Location".into());
+        };
+        let Some(path) = location_path(&self.action, location) else {
+            return Class::Unexpected("a redirect whose Location is not a URL".into());
+        };
+        let success = redirect_target(&self.action, row.params.get("redirect_url"));
+        if Some(&path) == success.as_ref() {
+            Class::Unlinked
+        } else if self.is_fail_path(&path) {
+            Class::Failed(format!(
+                "newspark refused the unlink (redirected to {location})"
+            ))
+        } else {
+            Class::Halt(format!(
+                "newspark redirected to {location} (a login page?): {NOT_ACCEPTED}"
+            ))
+        }
+    }
+
     /// The fail URL, or a `failRedirectUrl_<code>`-style variant of it.
     fn is_fail_path(&self, path: &str) -> bool {
         path == self.fail_path
@@ -398,38 +420,17 @@ impl Adapter for Newspark {
     fn classify(&self, row: &Prepared, _step: u8, answer: &WireAnswer) -> Verdict {
         let status = answer.status;
         let class = match status {
-            300..=399 => match answer.header("location") {
-                None => Class::Halt(format!(
-                    "newspark answered HTTP {status} without a Location: {NOT_ACCEPTED}"
-                )),
-                Some(location) => {
-                    let path = location_path(&self.action, location);
-                    let success = redirect_target(&self.action, row.params.get("redirect_url"));
-                    match path {
-                        Some(path) if Some(&path) == success.as_ref() => Class::Unlinked,
-                        Some(path) if self.is_fail_path(&path) => Class::Failed(format!(
-                            "newspark refused the unlink (redirected to {location})"
-                        )),
-                        _ => Class::Halt(format!(
-                            "newspark redirected to {location} (a login page?): {NOT_ACCEPTED}"
-                        )),
-                    }
-                }
-            },
+            // The redirects a form action answers with; 300, 304 and 305 are not.
+            301 | 302 | 303 | 307 | 308 => self.classify_redirect(row, answer),
             429 => Class::RateLimit(answer.retry_after(SystemTime::now())),
             // SPEC section 4 retries 408 like a 5xx.
             408 | 500..=599 => Class::Retry(format!("HTTP {status}: {}", answer.text_snippet())),
-            200..=299 | 401 | 403 => {
+            // The site rendering a page (its login form) instead of redirecting.
+            200 | 401 | 403 => {
                 Class::Halt(format!("newspark answered HTTP {status}: {NOT_ACCEPTED}"))
             }
-            // Every row would get the same: the action is not where base_url says.
-            404 | 405 => Class::Halt(format!(
-                "newspark answered HTTP {status} for {}: check base_url",
-                self.action
-            )),
-            _ => Class::Failed(format!(
-                "unexpected HTTP {status}: {}",
-                answer.text_snippet()
+            other => Class::Unexpected(format!(
+                "HTTP {other} is not an answer the Newspark action gives (a redirect)"
             )),
         };
         Verdict::new(class).request_id(answer.request_id_header())
@@ -669,7 +670,10 @@ mod tests {
             class(redirect(302, "/unlinker/done2")),
             Class::Halt(_)
         ));
-        assert!(matches!(class(WireAnswer::new(302, "")), Class::Halt(_)));
+        assert!(matches!(
+            class(WireAnswer::new(302, "")),
+            Class::Unexpected(_)
+        ));
         assert_eq!(class(WireAnswer::new(429, "")), Class::RateLimit(None));
         assert_eq!(
             class(WireAnswer::new(429, "").with_header("retry-after", "30")),
@@ -686,12 +690,13 @@ mod tests {
                 "{status}"
             );
         }
-        assert!(
-            matches!(class(WireAnswer::new(404, "")), Class::Halt(m) if m.contains("base_url"))
-        );
+        assert!(matches!(
+            class(WireAnswer::new(404, "")),
+            Class::Unexpected(_)
+        ));
         assert!(matches!(
             class(WireAnswer::new(400, "bad")),
-            Class::Failed(_)
+            Class::Unexpected(_)
         ));
         let v = a.classify(
             &r,
@@ -700,6 +705,76 @@ mod tests {
         );
         assert_eq!(v.request_id.as_deref(), Some("q9"));
         assert_eq!(v.vendor_code, None);
+    }
+
+    #[test]
+    fn answer_table() {
+        const HTML: &str = "<!DOCTYPE html><html><body>Sign in</body></html>";
+        let a = adapter("");
+        let r = basic_row(&a);
+        type Row<'a> = (u16, &'a [(&'static str, &'a str)], &'a str, &'a str);
+        let table: &[Row<'_>] = &[
+            (302, &[("location", "/unlinker/done")], "", "unlinked"),
+            (
+                303,
+                &[("location", "https://x.test/unlinker/done?a=1")],
+                HTML,
+                "unlinked",
+            ),
+            (301, &[("location", "/unlinker/done")], "", "unlinked"),
+            (307, &[("location", "/unlinker/done")], "", "unlinked"),
+            (308, &[("location", "/unlinker/done")], "", "unlinked"),
+            (302, &[("location", "/unlinker/failed")], "", "failed"),
+            (
+                302,
+                &[("location", "/unlinker/failed_not_linked")],
+                "",
+                "failed",
+            ),
+            (302, &[("location", "/login?next=/action")], "", "halt"),
+            (302, &[("location", "https://sso.test/")], "", "halt"),
+            (200, &[("content-type", "text/html")], HTML, "halt"),
+            (200, &[], "", "halt"),
+            (401, &[], "", "halt"),
+            (403, &[("content-type", "text/html")], HTML, "halt"),
+            (429, &[], "", "rate-limit"),
+            (
+                429,
+                &[("retry-after", "99999999999999999999")],
+                "",
+                "rate-limit",
+            ),
+            (408, &[], "", "retry"),
+            (500, &[], "", "retry"),
+            (503, &[("content-type", "text/html")], HTML, "retry"),
+            // Redirects without a usable Location, and redirects a form action never gives.
+            (302, &[], "", "unexpected"),
+            (302, &[("location", " ")], "", "unexpected"),
+            (302, &[("location", "http://[::1")], "", "unexpected"),
+            (300, &[("location", "/unlinker/done")], "", "unexpected"),
+            (304, &[("location", "/unlinker/done")], "", "unexpected"),
+            // Statuses not in the table.
+            (201, &[], "", "unexpected"),
+            (204, &[], "", "unexpected"),
+            (400, &[], "bad", "unexpected"),
+            (404, &[("content-type", "text/html")], HTML, "unexpected"),
+            (405, &[], "", "unexpected"),
+            (418, &[], "", "unexpected"),
+        ];
+        for (status, headers, body, want) in table {
+            let answer = headers
+                .iter()
+                .fold(WireAnswer::new(*status, body.to_string()), |ans, (n, v)| {
+                    ans.with_header(n, v)
+                });
+            let v = a.classify(&r, 0, &answer);
+            assert_eq!(
+                v.class.name(),
+                *want,
+                "{status} {headers:?} {body:?} → {:?}",
+                v.class
+            );
+        }
     }
 
     #[test]

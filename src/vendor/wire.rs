@@ -152,7 +152,18 @@ impl WireAnswer {
 
     /// The body parsed as JSON, or `Null` when it is empty or not JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+        self.parse_json().unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The body parsed as JSON; `None` when it is empty or not JSON. The content type is not
+    /// consulted: simulators and proxies label JSON in many ways, and an HTML page never parses.
+    pub fn parse_json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// True when the body is empty or only whitespace.
+    pub fn body_is_empty(&self) -> bool {
+        self.body.iter().all(u8::is_ascii_whitespace)
     }
 
     /// The body as text, cut to a length fit for a report message.
@@ -179,7 +190,9 @@ impl WireAnswer {
     }
 
     /// How long the vendor asks us to wait: `Retry-After` (seconds or HTTP date), else Auth0's
-    /// `x-ratelimit-reset` (epoch seconds). `None` when it names no time.
+    /// `x-ratelimit-reset` (epoch seconds). `None` when it names no usable time: absent, zero,
+    /// negative, past or unparsable (the runner then applies its default pause). A time too far
+    /// ahead to represent saturates to [`Duration::MAX`], so the runner can refuse it by name.
     pub fn retry_after(&self, now: SystemTime) -> Option<Duration> {
         if let Some(d) = self
             .header("retry-after")
@@ -187,26 +200,53 @@ impl WireAnswer {
         {
             return Some(d);
         }
-        let reset: u64 = self.header("x-ratelimit-reset")?.trim().parse().ok()?;
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
-        Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+        parse_reset_epoch(self.header("x-ratelimit-reset")?, now)
     }
 }
 
-/// `Retry-After` is either delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+/// `Retry-After` is either delay-seconds or an HTTP date (RFC 9110 §10.2.3). Fractional seconds
+/// are accepted too (some servers send them). Never panics: see [`WireAnswer::retry_after`] for
+/// what `None` and [`Duration::MAX`] mean.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if let Some(secs) = parse_whole_seconds(value) {
+        return positive(secs.map_or(Duration::MAX, Duration::from_secs));
     }
-    if let Ok(secs) = value.parse::<f64>()
-        && secs.is_finite()
-        && secs >= 0.0
-    {
-        return Some(Duration::from_secs_f64(secs));
+    if let Ok(secs) = value.parse::<f64>() {
+        // NaN and infinities are garbage, not waits.
+        if !secs.is_finite() || secs <= 0.0 {
+            return None;
+        }
+        return positive(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX));
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    positive(at.duration_since(now).ok()?)
+}
+
+/// Auth0's `x-ratelimit-reset`: the epoch second the bucket refills. Past or garbage is `None`;
+/// an epoch beyond what the clock can represent is [`Duration::MAX`].
+fn parse_reset_epoch(value: &str, now: SystemTime) -> Option<Duration> {
+    let Some(reset) = parse_whole_seconds(value.trim())? else {
+        return Some(Duration::MAX);
+    };
+    let Some(at) = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(reset)) else {
+        return Some(Duration::MAX);
+    };
+    positive(at.duration_since(now).ok()?)
+}
+
+/// A run of ASCII digits (an optional leading `+`): `Some(Some(n))`, or `Some(None)` when it is
+/// too large for a `u64`. `None` when `value` is not a whole number of seconds.
+fn parse_whole_seconds(value: &str) -> Option<Option<u64>> {
+    let digits = value.strip_prefix('+').unwrap_or(value);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.parse::<u64>().ok())
+}
+
+fn positive(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
 }
 
 #[cfg(test)]
@@ -241,15 +281,96 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after("soon", now), None);
-        let answer = WireAnswer::new(429, "").with_header("x-ratelimit-reset", "1000012");
-        assert_eq!(answer.retry_after(now), Some(Duration::from_secs(12)));
-        let both = answer.with_header("retry-after", "3");
+        let future = |secs| httpdate::fmt_http_date(now + Duration::from_secs(secs));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        let max = Some(Duration::MAX);
+        let table: &[(&str, Option<Duration>)] = &[
+            ("7", Some(Duration::from_secs(7))),
+            (" 7 ", Some(Duration::from_secs(7))),
+            ("+7", Some(Duration::from_secs(7))),
+            ("1.5", Some(Duration::from_millis(1500))),
+            (&future(30), Some(Duration::from_secs(30))),
+            // Ten years, more than u64 seconds, more than Duration holds: large, never a panic.
+            ("315360000", Some(Duration::from_secs(315_360_000))),
+            ("18446744073709551615", Some(Duration::from_secs(u64::MAX))),
+            ("99999999999999999999", max),
+            ("1e300", max),
+            ("18446744073709551616.5", max),
+            (
+                "Fri, 31 Dec 9999 23:59:59 GMT",
+                Some(Duration::from_secs(253_402_300_799 - 1_000_000)),
+            ),
+            // Zero, negative, past and garbage name no wait.
+            ("0", None),
+            ("0.0", None),
+            ("1e-12", None),
+            ("-5", None),
+            ("-1.5", None),
+            ("-99999999999999999999", None),
+            (&past, None),
+            ("NaN", None),
+            ("inf", None),
+            ("-inf", None),
+            ("soon", None),
+            ("", None),
+            ("+", None),
+            ("12s", None),
+            ("Thu, 01 Jan 1970 00:00:00 GMT", None),
+        ];
+        for (value, want) in table {
+            assert_eq!(
+                parse_retry_after(value, now),
+                *want,
+                "Retry-After: {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rate_limit_reset_epochs() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let reset = |v: &str| WireAnswer::new(429, "").with_header("x-ratelimit-reset", v);
+        let table: &[(&str, Option<Duration>)] = &[
+            ("1000012", Some(Duration::from_secs(12))),
+            ("1000000", None),
+            ("5", None),
+            ("0", None),
+            ("-1", None),
+            ("1000012.5", None),
+            ("later", None),
+            // Beyond what SystemTime or u64 can hold: large, never a panic.
+            ("18446744073709551615", Some(Duration::MAX)),
+            ("99999999999999999999", Some(Duration::MAX)),
+        ];
+        for (value, want) in table {
+            let got = reset(value).retry_after(now);
+            // SystemTime's range is platform-specific: a representable far epoch is fine too.
+            if *want == Some(Duration::MAX) {
+                assert!(
+                    got.is_some_and(|d| d > Duration::from_secs(1 << 40)),
+                    "{value}: {got:?}"
+                );
+            } else {
+                assert_eq!(got, *want, "x-ratelimit-reset: {value:?}");
+            }
+        }
+        // Retry-After wins; an unusable one falls back to the reset epoch.
+        let both = reset("1000012").with_header("retry-after", "3");
         assert_eq!(both.retry_after(now), Some(Duration::from_secs(3)));
-        let past = WireAnswer::new(429, "").with_header("x-ratelimit-reset", "5");
-        assert_eq!(past.retry_after(now), Some(Duration::ZERO));
+        let zero = reset("1000012").with_header("retry-after", "0");
+        assert_eq!(zero.retry_after(now), Some(Duration::from_secs(12)));
+        assert_eq!(WireAnswer::new(429, "").retry_after(now), None);
+    }
+
+    #[test]
+    fn json_bodies() {
+        assert_eq!(
+            WireAnswer::new(200, "[1]").parse_json(),
+            Some(serde_json::json!([1]))
+        );
+        assert_eq!(WireAnswer::new(200, "<html>").parse_json(), None);
+        assert_eq!(WireAnswer::new(200, "").parse_json(), None);
+        assert!(WireAnswer::new(200, " \r\n").body_is_empty());
+        assert!(!WireAnswer::new(200, "{}").body_is_empty());
     }
 }
