@@ -354,7 +354,6 @@ fn endless_body_server() -> String {
 }
 
 #[test]
-#[ignore = "needs the runner's body cap (1 MiB, SPEC section 4)"]
 fn an_endless_body_halts_with_bounded_memory() {
     let uri = endless_body_server();
     let dir = tempfile::tempdir().unwrap();
@@ -406,7 +405,6 @@ fn an_endless_body_halts_with_bounded_memory() {
 /// years, or more than any clock holds) halts the run with exit 6 naming it, at once; it neither
 /// panics nor pauses the vendor for the time named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the runner to halt on a named wait beyond retry.max_rate_limit_wait"]
 async fn a_wait_beyond_the_bound_halts_at_once() {
     for (header, value) in [
         ("retry-after", "315360000"),
