@@ -14,6 +14,22 @@ use std::path::{Path, PathBuf};
 
 use crate::vendor::Invalid;
 
+/// The longest record read (bytes, its line terminator not counted); a longer one is an invalid
+/// record, never held in memory whole (SPEC section 3).
+pub const MAX_RECORD: usize = 64 * 1024;
+
+/// The longest field value (bytes, after trimming) unless its vendor's rule is stricter: the
+/// adapters check their own, smaller limits.
+pub const MAX_FIELD: usize = 1024;
+
+fn record_too_long() -> Invalid {
+    Invalid::new("", format!("record longer than {MAX_RECORD} bytes"))
+}
+
+fn field_too_long(name: &str) -> Invalid {
+    Invalid::new(name, format!("longer than {MAX_FIELD} bytes"))
+}
+
 /// Input formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
