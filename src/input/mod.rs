@@ -6,6 +6,7 @@
 
 mod csv;
 mod jsonl;
+pub mod spool;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -154,6 +155,19 @@ pub enum InputError {
         source_name: String,
         message: String,
     },
+    /// Copying a non-file input into its spool file failed on the spool's side.
+    #[error("cannot copy input {source_name} into {}: {error}", .path.display())]
+    Spool {
+        source_name: String,
+        path: PathBuf,
+        error: io::Error,
+    },
+    /// A signal arrived while a non-file input was being copied: nothing was recorded.
+    #[error(
+        "stopped while copying input {source_name}; nothing was sent or recorded: run again, \
+         feeding the input again"
+    )]
+    Stopped { source_name: String },
 }
 
 /// A stream of records.
