@@ -301,13 +301,13 @@ fn huge_csv_fields_are_invalid_rows_and_memory_stays_flat() {
         writeln!(f, "user_id,provider,identity_user_id,note").unwrap(); // 1
         writeln!(f, "auth0|a,github,1,").unwrap(); // 2
         // 3-4: a 2 MB quoted field with a newline inside.
-        write!(f, "auth0|b,github,2,\"{}\n", "x".repeat(BIG)).unwrap();
+        writeln!(f, "auth0|b,github,2,\"{}", "x".repeat(BIG)).unwrap();
         writeln!(f, "\"").unwrap();
         writeln!(f, "auth0|c,github,3,ok").unwrap(); // 5
         writeln!(f, "auth0|d,github,4,{}", "n".repeat(1500)).unwrap(); // 6: a long field
         // 7-9: a 100 MB quoted field with two newlines inside.
         let chunk = "y".repeat(1 << 20);
-        write!(f, "auth0|e,github,5,\"\n").unwrap();
+        writeln!(f, "auth0|e,github,5,\"").unwrap();
         for _ in 0..HUGE >> 20 {
             f.write_all(chunk.as_bytes()).unwrap();
         }
