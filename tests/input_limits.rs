@@ -255,6 +255,10 @@ fn sigterm_stops_a_run_waiting_on_a_fifo_without_a_writer() {
             }
         }
     }
+    // The signal handlers register in a task of their own (cli.rs), which runs once the run task
+    // waits on the copy: right after this line, but not before it. A signal before then would
+    // kill the process the default way.
+    std::thread::sleep(Duration::from_millis(300));
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
