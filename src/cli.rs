@@ -261,19 +261,23 @@ async fn cmd_run(args: RunArgs) -> i32 {
 /// resumable: the journal is written before every call).
 fn install_signal_handlers(stop: Stop) {
     use tokio::signal::unix::{SignalKind, signal};
+    // Registered here, before the run starts, not lazily in the task: a signal in the first
+    // instant of a run must drain it too, not kill it the default way.
+    let streams = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    );
+    let (mut int, mut term, mut hup) = match streams {
+        (Ok(i), Ok(t), Ok(h)) => (i, t, h),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            tracing::warn!("cannot listen for SIGINT/SIGTERM/SIGHUP: {e}");
+            return;
+        }
+    };
     tokio::spawn(async move {
-        let (mut term, mut hup) = match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) {
-            (Ok(t), Ok(h)) => (t, h),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!("cannot listen for SIGTERM/SIGHUP: {e}");
-                return;
-            }
-        };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
             _ = hup.recv() => {}
         }
@@ -282,7 +286,7 @@ fn install_signal_handlers(stop: Stop) {
         );
         stop.trigger();
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
             _ = hup.recv() => {}
         }

@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::checkpoint::{self, Binding, Checkpoint, CheckpointError, Loaded, ReportStart};
 use crate::dedupe::DuplicateIndex;
+use crate::input::spool::{self, Spool};
 use crate::input::{self, InputError, Source};
 use crate::job::{Settings, VendorSettings};
 use crate::limit::Limiter;
@@ -80,6 +81,8 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Checkpoint(CheckpointError::Locked { .. }) => 5,
+            // A signal while a pipe was being copied: stopped as asked (SPEC section 4).
+            RunError::Input(InputError::Stopped { .. }) => 4,
             _ => 1,
         }
     }
@@ -186,11 +189,16 @@ struct RowState {
 }
 
 /// Run (or resume) a job. `stop` is triggered from outside on SIGINT/SIGTERM.
-pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Summary, RunError> {
+pub async fn run(
+    mut settings: Settings,
+    opts: RunOptions,
+    stop: Stop,
+) -> Result<Summary, RunError> {
     let started = Instant::now();
     // However this function ends (an error, a panic in the recorder), the senders stop: nothing
     // is sent that could not be recorded.
     let _stop_on_exit = StopOnDrop(stop.clone());
+    let mut spool = spool_input(&mut settings, opts.dry_run, &stop).await?;
     let settings = Arc::new(settings);
 
     ensure_parent(&settings.report, "cannot create the report folder")?;
@@ -201,7 +209,7 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
             .map_err(|e| io_err("cannot write report", &settings.report, e))?;
         (None, Loaded::default(), report)
     } else {
-        let (mut journal, mut loaded) = open_checkpoint(&settings, opts.fresh)?;
+        let (mut journal, mut loaded) = open_checkpoint(&settings, opts.fresh, spool.as_mut())?;
         if opts.retry_failed {
             let n = journal
                 .forget_failed(&mut loaded)
@@ -591,38 +599,73 @@ fn io_err(what: &'static str, path: &std::path::Path, error: std::io::Error) -> 
     }
 }
 
-fn open_checkpoint(settings: &Settings, fresh: bool) -> Result<(Checkpoint, Loaded), RunError> {
+/// Copy an input that can be read only once (stdin, a pipe, a FIFO) into a private spool file and
+/// point the settings at the copy: the run, its checkpoint binding and every resume read only that
+/// (SPEC section 3; [`input::spool`]). A real run's copy replaces the kept one only once the
+/// checkpoint accepts it ([`open_checkpoint`]); a dry run's is removed when the run ends.
+async fn spool_input(
+    settings: &mut Settings,
+    dry_run: bool,
+    stop: &Stop,
+) -> Result<Option<Spool>, RunError> {
+    if !spool::needs_spool(&settings.input.source) {
+        return Ok(None);
+    }
+    let place = if dry_run {
+        spool::Place::DryRun(&settings.report)
+    } else {
+        spool::Place::Checkpoint(&settings.checkpoint)
+    };
+    let copy = spool::spool(&settings.input.source, place, stop).await?;
+    settings.input.source = Source::File(copy.path().to_path_buf());
+    Ok(Some(copy))
+}
+
+/// Open (or create) the checkpoint, bound to the job and the input's content: the spooled copy's
+/// hash when the input was spooled, which then becomes the kept copy.
+fn open_checkpoint(
+    settings: &Settings,
+    fresh: bool,
+    spool: Option<&mut Spool>,
+) -> Result<(Checkpoint, Loaded), RunError> {
     ensure_parent(&settings.checkpoint, "cannot create the checkpoint folder")?;
     let open_err = |path: &std::path::Path, error| InputError::Open {
         source_name: path.display().to_string(),
         error,
     };
-    let (input_hash, input_len) = match &settings.input.source {
-        Source::File(path) => {
+    let (input_hash, input_len) = match (&spool, &settings.input.source) {
+        (Some(copy), _) => (copy.hash, copy.len),
+        (None, Source::File(path)) => {
             let len = std::fs::metadata(path)
                 .map_err(|e| open_err(path, e))?
                 .len();
             let hash = input::content_hash(path).map_err(|e| open_err(path, e))?;
             (hash, len)
         }
-        // Stdin cannot be hashed before it is read: the checkpoint binds to the job name only,
-        // and a resume cannot tell whether the same data is piped in again.
-        Source::Stdin => (0, u64::from(u32::MAX)),
+        // Not reached: `spool_input` copies stdin first. Bound to the job name only.
+        (None, Source::Stdin) => (0, u64::from(u32::MAX)),
     };
     let binding = Binding {
         job: settings.name.clone(),
         input_hash,
         input_len,
     };
-    if fresh {
+    let opened = if fresh {
         let (journal, loaded, archived) =
             Checkpoint::open_fresh(&settings.checkpoint, &binding, Some(&settings.report))?;
         for path in archived {
             tracing::info!("--fresh: kept the old file as {}", path.display());
         }
-        return Ok((journal, loaded));
+        (journal, loaded)
+    } else {
+        Checkpoint::open(&settings.checkpoint, &binding)?
+    };
+    // Accepted: this copy is the input from now on. (Refused, the copy is dropped, and removed.)
+    if let Some(copy) = spool {
+        copy.commit()
+            .map_err(|e| io_err("cannot keep the input copy", copy.path(), e))?;
     }
-    Ok(Checkpoint::open(&settings.checkpoint, &binding)?)
+    Ok(opened)
 }
 
 /// The reader thread's borrowed context.
@@ -639,7 +682,8 @@ impl Reader<'_> {
     /// Count the input's rows on a thread of its own. Started only once the first row is on its
     /// way: counting competes for the CPU with the pass that skips a resumed job's done rows.
     fn start_counting(&self) {
-        if let Source::File(_) = self.settings.input.source {
+        // Never a second reader of a pipe (the run reads a spooled copy of one anyway).
+        if !spool::needs_spool(&self.settings.input.source) {
             let spec = self.settings.input.clone();
             let total = self.total.clone();
             std::thread::spawn(move || {
@@ -1797,18 +1841,28 @@ pub fn status(settings: &Settings) -> Result<String, RunError> {
     let counts = loaded.counts();
     let recorded: u64 = counts.values().sum();
     let in_doubt = loaded.in_doubt().count() as u64;
-    let (total, changed) = match &settings.input.source {
-        Source::File(p) => {
-            let total = input::open(&settings.input)?
-                .take_while(|r| r.is_ok())
-                .count() as u64;
-            let hash = input::content_hash(p).map_err(|error| InputError::Open {
+    // An input that can be read only once is never read here: the run's kept copy of it is.
+    let input_file = match &settings.input.source {
+        source if spool::needs_spool(source) => {
+            Some(spool::spool_path(path)).filter(|kept| kept.is_file())
+        }
+        Source::File(p) => Some(p.clone()),
+        Source::Stdin => None,
+    };
+    let (total, changed) = match input_file {
+        Some(p) => {
+            let spec = input::InputSpec {
+                source: Source::File(p.clone()),
+                ..settings.input.clone()
+            };
+            let total = input::open(&spec)?.take_while(|r| r.is_ok()).count() as u64;
+            let hash = input::content_hash(&p).map_err(|error| InputError::Open {
                 source_name: p.display().to_string(),
                 error,
             })?;
             (Some(total), hash != binding.input_hash)
         }
-        Source::Stdin => (None, false),
+        None => (None, false),
     };
     let mut out = format!("job {}\n  checkpoint: {}\n", settings.name, path.display());
     for o in Outcome::ALL {
@@ -1832,7 +1886,9 @@ pub fn status(settings: &Settings) -> Result<String, RunError> {
         match total {
             Some(t) if t == recorded && in_doubt == 0 => "complete".to_string(),
             Some(_) => "incomplete: `run` resumes it".to_string(),
-            None => "unknown (the input is stdin)".to_string(),
+            None => {
+                "unknown (the input is not a regular file and no copy of it is kept)".to_string()
+            }
         }
     };
     out.push_str(&format!("  state      {state}\n"));

@@ -1,25 +1,39 @@
 //! CSV records: the header names the columns, every later row is one record.
 //!
-//! Parsing is the `csv` crate's; line numbers are ours. The crate reports where each read *began*,
-//! which lies before any blank lines it skipped, so a thin reader wrapper ([`LineTracker`]) notes
-//! where every `\n` byte sits and a record's line is the count of newlines before its first byte.
-//! Records end at `\n` only (a CRLF row leaves a `\r` on its last field, which trimming removes),
-//! so a read always starts right after the previous record's newline and can only skip further
-//! newlines before the record begins. That keeps the count exact across CRLF, quoted fields with
-//! embedded newlines and blank lines.
+//! Parsing is `csv_core`'s state machine, fed from our own buffer, so that we decide how much of a
+//! record is kept: at most [`MAX_RECORD`] bytes of field data. A longer record (a 100 MB quoted
+//! field) is still parsed to its end, so later records start in the right place, but its bytes are
+//! dropped as they come and it becomes an invalid record.
+//!
+//! Line numbers are ours: newlines before a record are skipped here (the parser would skip them
+//! too), so a record's line is one more than the newlines consumed before its first byte, and the
+//! newlines inside it are counted as the parser consumes them. Records end at `\n` only (a CRLF
+//! row leaves a `\r` on its last field, which trimming removes). That keeps the count exact across
+//! CRLF, quoted fields with embedded newlines and blank lines.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, Read};
 
-use csv::ByteRecord;
+use csv_core::ReadRecordResult;
 
-use super::{Fields, InputError, Record, Records, rename_map};
+use super::{
+    Fields, InputError, MAX_FIELD, MAX_RECORD, Record, Records, field_too_long, record_too_long,
+    rename_map,
+};
 use crate::vendor::Invalid;
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// The `csv` reader's own buffer; larger than its default to cut per-read overhead.
-const DEFAULT_CSV_BUFFER: usize = 64 * 1024;
+/// Field bytes kept for a record at first; grown up to [`KEPT_FIELD_BYTES`] for longer records.
+const DEFAULT_FIELD_BUFFER: usize = 4 * 1024;
+/// Field bytes kept at most: a record's fields are at most its bytes plus a CRLF's `\r` (kept on
+/// the last field); one byte more of slack so that the exact length check decides at the limit.
+const KEPT_FIELD_BYTES: usize = MAX_RECORD + 2;
+/// Field ends kept at first; grown as a record needs.
+const DEFAULT_ENDS: usize = 16;
+/// Where the bytes (and field ends) of an over-long record go: parsed, never kept.
+const DISCARD_BUFFER: usize = 8 * 1024;
+const DISCARD_ENDS: usize = 64;
 
 /// Read the header now (so header problems stop the run before any row), then stream the rows.
 pub(super) fn records(
@@ -34,34 +48,30 @@ pub(super) fn records(
         error,
     };
     let reader = skip_bom(reader).map_err(|error| read_error(1, error))?;
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .terminator(csv::Terminator::Any(b'\n'))
-        .buffer_capacity(DEFAULT_CSV_BUFFER)
-        .from_reader(LineTracker::new(reader));
+    let mut parser = Parser::new(reader);
 
-    let mut header = ByteRecord::new();
-    loop {
-        let start = rdr.position().byte();
-        let more = rdr.read_byte_record(&mut header);
-        let line = rdr.get_mut().start_line(start);
-        match more {
-            Ok(true) if is_blank(&header) => continue,
-            Ok(true) => break,
+    let header = loop {
+        match parser.next_record(usize::MAX) {
+            Ok(Some(raw)) if parser.is_blank(&raw) => continue,
+            Ok(Some(raw)) => break raw,
             // No header at all: an empty input has no records.
-            Ok(false) => return Ok(Box::new(std::iter::empty())),
-            Err(err) => return Err(read_error(line, into_io(err))),
+            Ok(None) => return Ok(Box::new(std::iter::empty())),
+            Err((line, error)) => return Err(read_error(line, error)),
         }
-    }
-    let targets = column_targets(&header, &columns).map_err(|message| InputError::Header {
+    };
+    let header_error = |message| InputError::Header {
         source_name: source_name.clone(),
         message,
-    })?;
+    };
+    if header.too_long {
+        return Err(header_error(format!(
+            "the header is longer than {MAX_RECORD} bytes"
+        )));
+    }
+    let targets = column_targets(&parser, &header, &columns).map_err(header_error)?;
 
     Ok(Box::new(CsvRecords {
-        rdr,
-        record: ByteRecord::new(),
+        parser,
         targets,
         defaults,
         source_name,
@@ -96,13 +106,14 @@ fn skip_bom(mut reader: Box<dyn BufRead + Send>) -> io::Result<Box<dyn BufRead +
 /// its own name, unless that name is a canonical field mapped to another column (the mapping
 /// wins). Duplicate or empty names, and mapped columns missing from the header, are errors.
 fn column_targets(
-    header: &ByteRecord,
+    parser: &Parser,
+    header: &RawRecord,
     columns: &BTreeMap<String, String>,
 ) -> Result<Vec<Option<String>>, String> {
     let renames = rename_map(columns);
-    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(header.len());
-    let mut targets = Vec::with_capacity(header.len());
-    for (i, raw) in header.iter().enumerate() {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(header.fields);
+    let mut targets = Vec::with_capacity(header.fields);
+    for (i, raw) in parser.fields().enumerate() {
         let number = i + 1;
         let name = std::str::from_utf8(raw)
             .map_err(|_| format!("column {number} of the header is not valid UTF-8"))?
@@ -132,9 +143,7 @@ fn column_targets(
 }
 
 struct CsvRecords {
-    rdr: csv::Reader<LineTracker>,
-    /// Reused for every row: no allocation per row beyond the `Fields` it yields.
-    record: ByteRecord,
+    parser: Parser,
     targets: Vec<Option<String>>,
     defaults: BTreeMap<String, String>,
     source_name: String,
@@ -146,24 +155,23 @@ impl Iterator for CsvRecords {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
-            let start = self.rdr.position().byte();
-            let more = self.rdr.read_byte_record(&mut self.record);
-            let line = self.rdr.get_mut().start_line(start);
-            match more {
-                Ok(true) if is_blank(&self.record) => continue,
-                Ok(true) => {
+            // Field ends beyond one more than the header's are only counted: the record is
+            // invalid whatever they hold.
+            match self.parser.next_record(self.targets.len() + 1) {
+                Ok(Some(raw)) if self.parser.is_blank(&raw) => continue,
+                Ok(Some(raw)) => {
                     return Some(Ok(Record {
-                        line,
-                        fields: self.fields(),
+                        line: raw.line,
+                        fields: self.fields(&raw),
                     }));
                 }
-                Ok(false) => self.done = true,
-                Err(err) => {
+                Ok(None) => self.done = true,
+                Err((line, error)) => {
                     self.done = true;
                     return Some(Err(InputError::Read {
                         source_name: self.source_name.clone(),
                         line,
-                        error: into_io(err),
+                        error,
                     }));
                 }
             }
@@ -173,8 +181,11 @@ impl Iterator for CsvRecords {
 }
 
 impl CsvRecords {
-    fn fields(&self) -> Result<Fields, Invalid> {
-        let (got, want) = (self.record.len(), self.targets.len());
+    fn fields(&self, raw: &RawRecord) -> Result<Fields, Invalid> {
+        if raw.too_long {
+            return Err(record_too_long());
+        }
+        let (got, want) = (raw.fields, self.targets.len());
         if got != want {
             let plural = if got == 1 { "" } else { "s" };
             return Err(Invalid::new(
@@ -183,11 +194,14 @@ impl CsvRecords {
             ));
         }
         let mut fields = Fields(Vec::with_capacity(want + self.defaults.len()));
-        for (raw, target) in self.record.iter().zip(&self.targets) {
+        for (raw, target) in self.parser.fields().zip(&self.targets) {
             let Some(name) = target else { continue };
             let value = std::str::from_utf8(raw)
                 .map_err(|_| Invalid::new(name.as_str(), "is not valid UTF-8"))?
                 .trim();
+            if value.len() > MAX_FIELD {
+                return Err(field_too_long(name));
+            }
             // Names are unique (checked on the header), so a push is an insert.
             if !value.is_empty() {
                 fields.0.push((name.clone(), value.to_owned()));
@@ -198,78 +212,190 @@ impl CsvRecords {
     }
 }
 
-/// A whitespace-only line reads as one blank field (a CRLF blank line as `"\r"`): skip it.
-fn is_blank(record: &ByteRecord) -> bool {
-    match record.len() {
-        0 => true,
-        1 => std::str::from_utf8(&record[0]).is_ok_and(|s| s.trim().is_empty()),
-        _ => false,
-    }
+/// What [`Parser::next_record`] read; the fields themselves stay in the parser.
+struct RawRecord {
+    /// The 1-based line of the record's first byte.
+    line: u64,
+    /// Fields in the record (all of them, also those not kept).
+    fields: usize,
+    /// Longer than [`MAX_RECORD`] bytes: its fields were not kept.
+    too_long: bool,
 }
 
-fn into_io(err: csv::Error) -> io::Error {
-    match err.into_kind() {
-        csv::ErrorKind::Io(error) => error,
-        // Reading `ByteRecord`s without headers, flexibly, only ever fails on I/O.
-        other => io::Error::new(io::ErrorKind::InvalidData, format!("{other:?}")),
-    }
+/// `csv_core` fed from a reader, keeping at most [`MAX_RECORD`] bytes of one record's fields.
+struct Parser {
+    input: Box<dyn BufRead + Send>,
+    core: csv_core::Reader,
+    /// The current record's field bytes, back to back (reused for every record).
+    out: Vec<u8>,
+    /// `ends[i]`: where field `i` ends in `out`; `kept_ends` of them are valid.
+    ends: Vec<usize>,
+    kept_ends: usize,
+    /// Scratch space for what is not kept, allocated when first needed.
+    spill: Vec<u8>,
+    spill_ends: Vec<usize>,
+    /// Newlines consumed so far.
+    lines: u64,
 }
 
-/// Passes bytes through to the CSV parser, noting the offset of every `\n` it hands over.
-///
-/// Offsets are dropped as soon as a record past them starts, so the queue holds at most the
-/// parser's buffer and the current record's newlines.
-struct LineTracker {
-    inner: Box<dyn BufRead + Send>,
-    /// Bytes handed out so far.
-    offset: u64,
-    /// Offsets of handed-out newlines not yet counted into `lines_before`.
-    newlines: VecDeque<u64>,
-    /// Newlines before the last record start asked about.
-    lines_before: u64,
-}
-
-impl LineTracker {
-    fn new(inner: Box<dyn BufRead + Send>) -> Self {
-        LineTracker {
-            inner,
-            offset: 0,
-            newlines: VecDeque::new(),
-            lines_before: 0,
+impl Parser {
+    fn new(input: Box<dyn BufRead + Send>) -> Self {
+        let core = csv_core::ReaderBuilder::new()
+            .terminator(csv_core::Terminator::Any(b'\n'))
+            .build();
+        Parser {
+            input,
+            core,
+            out: vec![0; DEFAULT_FIELD_BUFFER],
+            ends: vec![0; DEFAULT_ENDS],
+            kept_ends: 0,
+            spill: Vec::new(),
+            spill_ends: Vec::new(),
+            lines: 0,
         }
     }
 
-    /// The 1-based line of a record whose read started at byte `start`: the parser skips any
-    /// newlines (blank lines) there, and the record begins at the first other byte.
-    fn start_line(&mut self, start: u64) -> u64 {
-        let mut first = start;
-        while let Some(&at) = self.newlines.front() {
-            if at > first {
-                break;
-            }
-            if at == first {
-                first += 1;
-            }
-            self.newlines.pop_front();
-            self.lines_before += 1;
+    /// The kept fields of the last record read.
+    fn fields(&self) -> impl Iterator<Item = &[u8]> {
+        let ends = &self.ends[..self.kept_ends];
+        let starts = std::iter::once(0).chain(ends.iter().copied());
+        starts.zip(ends).map(|(start, &end)| &self.out[start..end])
+    }
+
+    /// A whitespace-only line reads as one blank field (a CRLF blank line as `"\r"`): skip it.
+    fn is_blank(&self, raw: &RawRecord) -> bool {
+        match raw.fields {
+            0 => true,
+            1 if !raw.too_long => self
+                .fields()
+                .next()
+                .is_some_and(|f| f.iter().all(u8::is_ascii_whitespace)),
+            _ => false,
         }
-        self.lines_before + 1
+    }
+
+    /// Read the next record, keeping the ends of at most `max_ends` fields (the rest are only
+    /// counted). `Ok(None)` at the end of the input; an error comes with the line it is near.
+    fn next_record(&mut self, max_ends: usize) -> Result<Option<RawRecord>, (u64, io::Error)> {
+        self.skip_newlines().map_err(|e| (self.lines + 1, e))?;
+        let line = self.lines + 1;
+        let mut scan = Scan::default();
+        loop {
+            let input = match self.input.fill_buf() {
+                Ok(input) => input,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err((line, e)),
+            };
+            if scan.out_full && self.spill.is_empty() {
+                self.spill = vec![0; DISCARD_BUFFER];
+            }
+            if scan.ends_full && self.spill_ends.is_empty() {
+                self.spill_ends = vec![0; DISCARD_ENDS];
+            }
+            let out = if scan.out_full {
+                &mut self.spill[..]
+            } else {
+                &mut self.out[scan.out_len..]
+            };
+            let ends = if scan.ends_full {
+                &mut self.spill_ends[..]
+            } else {
+                &mut self.ends[scan.fields..]
+            };
+            let (result, nin, nout, nend) = self.core.read_record(input, out, ends);
+            let consumed = &input[..nin];
+            self.lines += memchr::memchr_iter(b'\n', consumed).count() as u64;
+            scan.note_input(consumed);
+            if !scan.out_full {
+                scan.out_len += nout;
+            }
+            scan.fields += nend;
+            if !scan.ends_full {
+                self.kept_ends = scan.fields;
+            }
+            self.input.consume(nin);
+            match result {
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => {
+                    if self.out.len() >= KEPT_FIELD_BYTES {
+                        scan.out_full = true;
+                    } else {
+                        let len = (self.out.len() * 2).min(KEPT_FIELD_BYTES);
+                        self.out.resize(len, 0);
+                    }
+                }
+                ReadRecordResult::OutputEndsFull => {
+                    let len = self.ends.len();
+                    if len >= max_ends || len > MAX_RECORD {
+                        scan.ends_full = true;
+                    } else {
+                        self.ends.resize((len * 2).min(max_ends), 0);
+                    }
+                }
+                ReadRecordResult::Record => {
+                    return Ok(Some(RawRecord {
+                        line,
+                        fields: scan.fields,
+                        too_long: scan.out_full || scan.content_len() > MAX_RECORD as u64,
+                    }));
+                }
+                ReadRecordResult::End => return Ok(None),
+            }
+        }
+    }
+
+    /// Consume the newlines before a record, counting them.
+    fn skip_newlines(&mut self) -> io::Result<()> {
+        loop {
+            let input = match self.input.fill_buf() {
+                Ok(input) => input,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let n = input.iter().take_while(|&&b| b == b'\n').count();
+            let all = n == input.len();
+            self.lines += n as u64;
+            self.input.consume(n);
+            if !all || n == 0 {
+                return Ok(());
+            }
+        }
     }
 }
 
-impl Read for LineTracker {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let base = self.offset;
-        self.newlines.extend(
-            buf[..n]
-                .iter()
-                .enumerate()
-                .filter(|&(_, &b)| b == b'\n')
-                .map(|(i, _)| base + i as u64),
-        );
-        self.offset += n as u64;
-        Ok(n)
+/// One record's progress through the parser.
+#[derive(Default)]
+struct Scan {
+    /// Input bytes consumed for the record, its terminator included.
+    in_len: u64,
+    /// The last two bytes consumed (to leave a `\r\n` or `\n` out of the length).
+    tail: [u8; 2],
+    out_len: usize,
+    fields: usize,
+    /// The field buffer is at [`KEPT_FIELD_BYTES`]: the record's bytes are dropped from here on.
+    out_full: bool,
+    /// More fields than worth keeping: the rest are only counted.
+    ends_full: bool,
+}
+
+impl Scan {
+    fn note_input(&mut self, consumed: &[u8]) {
+        self.in_len += consumed.len() as u64;
+        match consumed {
+            [] => {}
+            [b] => self.tail = [self.tail[1], *b],
+            [.., a, b] => self.tail = [*a, *b],
+        }
+    }
+
+    /// The record's length without its line terminator.
+    fn content_len(&self) -> u64 {
+        let terminator = match self.tail {
+            [b'\r', b'\n'] if self.in_len >= 2 => 2,
+            [_, b'\n'] => 1,
+            _ => 0,
+        };
+        self.in_len - terminator
     }
 }
 
@@ -587,5 +713,136 @@ mod tests {
         }
         let got: Vec<u64> = read(&input).iter().map(|r| r.line).collect();
         assert_eq!(got, expected);
+    }
+
+    /// `len` bytes of `fill`, handed out a buffer at a time and never stored whole.
+    struct Endless {
+        head: io::Cursor<Vec<u8>>,
+        fill: u8,
+        left: u64,
+        tail: io::Cursor<Vec<u8>>,
+    }
+
+    impl Endless {
+        fn new(head: &[u8], fill: u8, len: u64, tail: &[u8]) -> Self {
+            Endless {
+                head: io::Cursor::new(head.to_vec()),
+                fill,
+                left: len,
+                tail: io::Cursor::new(tail.to_vec()),
+            }
+        }
+    }
+
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.head.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if self.left > 0 {
+                let n = buf.len().min(self.left as usize);
+                buf[..n].fill(self.fill);
+                self.left -= n as u64;
+                return Ok(n);
+            }
+            self.tail.read(buf)
+        }
+    }
+
+    fn too_long(line: u64) -> Record {
+        bad(line, "", "record longer than 65536 bytes")
+    }
+
+    #[test]
+    fn huge_quoted_field_is_skipped_with_its_newlines_counted() {
+        let mut input = b"id,note\n1,a\n2,\"".to_vec();
+        for _ in 0..3000 {
+            input.extend_from_slice(&[b'x'; 99]);
+            input.push(b'\n');
+        }
+        input.extend_from_slice(b"\"\n3,b\n");
+        assert_eq!(
+            read(&input),
+            vec![
+                ok(2, &[("id", "1"), ("note", "a")]),
+                too_long(3),
+                ok(3004, &[("id", "3"), ("note", "b")]),
+            ]
+        );
+    }
+
+    #[test]
+    fn record_length_limit_is_exact_and_ignores_the_line_terminator() {
+        for newline in ["\n", "\r\n"] {
+            let at_limit = "y".repeat(MAX_RECORD - 2);
+            let over = "y".repeat(MAX_RECORD - 1);
+            let input = format!("a\n1,{at_limit}{newline}1,{over}{newline}z{newline}");
+            let got = read_with(input.as_bytes(), &spec(&[], &[]));
+            assert_eq!(got.len(), 3, "{newline:?}");
+            // At the limit: read, and the field limit applies instead.
+            assert_eq!(got[0], bad(2, "", "record has 2 fields, the header has 1"));
+            assert_eq!(got[1], too_long(3));
+            assert_eq!(got[2], ok(4, &[("a", "z")]));
+        }
+    }
+
+    #[test]
+    fn a_100_mb_field_is_parsed_through_without_keeping_it() {
+        let reader = Endless::new(b"id,note\n1,\"", b'x', 100 << 20, b"\"\n2,ok\n");
+        let reader = io::BufReader::with_capacity(64 * 1024, reader);
+        let mut parser = Parser::new(Box::new(reader));
+        let header = parser.next_record(usize::MAX).unwrap().unwrap();
+        assert_eq!((header.line, header.fields, header.too_long), (1, 2, false));
+        let huge = parser.next_record(3).unwrap().unwrap();
+        assert_eq!((huge.line, huge.fields, huge.too_long), (2, 2, true));
+        assert!(
+            parser.out.len() <= MAX_RECORD + 2,
+            "kept {} bytes",
+            parser.out.len()
+        );
+        let next = parser.next_record(3).unwrap().unwrap();
+        assert_eq!((next.line, next.fields, next.too_long), (3, 2, false));
+        assert_eq!(parser.fields().collect::<Vec<_>>(), vec![&b"2"[..], b"ok"]);
+        assert!(parser.next_record(3).unwrap().is_none());
+    }
+
+    #[test]
+    fn many_fields_are_counted_not_kept() {
+        let input = format!("a,b\n{}\n1,2\n", ",".repeat(9999));
+        let got = read(input.as_bytes());
+        assert_eq!(
+            got,
+            vec![
+                bad(2, "", "record has 10000 fields, the header has 2"),
+                ok(3, &[("a", "1"), ("b", "2")]),
+            ]
+        );
+    }
+
+    #[test]
+    fn field_length_limit_names_the_canonical_field() {
+        let long = "z".repeat(MAX_FIELD + 1);
+        let max = "z".repeat(MAX_FIELD);
+        let input = format!("Uid,note\n{long},a\n  {max}  ,b\n");
+        let got = read_with(input.as_bytes(), &spec(&[("user_id", "Uid")], &[]));
+        assert_eq!(
+            got,
+            vec![
+                bad(2, "user_id", "longer than 1024 bytes"),
+                ok(3, &[("user_id", max.as_str()), ("note", "b")]),
+            ]
+        );
+        assert_eq!(
+            got[0].fields.as_ref().unwrap_err().to_string(),
+            "field `user_id`: longer than 1024 bytes"
+        );
+    }
+
+    #[test]
+    fn huge_header_is_fatal() {
+        let input = format!("{}\n1\n", "h".repeat(MAX_RECORD + 1));
+        let message = header_error(input.as_bytes(), &spec(&[], &[]));
+        assert_eq!(message, "the header is longer than 65536 bytes");
     }
 }

@@ -3,22 +3,25 @@
 //! Lines are read into one reused buffer and parsed in place: keys and string values are borrowed
 //! from the line where JSON allows it, so a row costs only the `Fields` it yields. A line that is
 //! not a flat object of strings, numbers, booleans and nulls is an invalid record, not an error.
+//! A line longer than [`MAX_RECORD`] bytes is skipped to its newline without being kept.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::BufRead;
+use std::io::{self, BufRead};
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{Fields, InputError, Record, Records, rename_map};
+use super::{
+    Fields, InputError, MAX_FIELD, MAX_RECORD, Record, Records, field_too_long, record_too_long,
+    rename_map,
+};
 use crate::vendor::Invalid;
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// Line buffer capacity kept between lines; one huge line does not pin its memory for the run.
+/// Line buffer capacity at first; it grows to at most [`MAX_RECORD`] and a CRLF.
 const DEFAULT_LINE_BUFFER: usize = 8 * 1024;
-const MAX_KEPT_LINE_BUFFER: usize = 1024 * 1024;
 
 /// Integers from 2^53 up lose digits as `f64`; serde_json keeps every `u64`/`i64` exact, so only
 /// numbers beyond those (or written with a fraction or exponent) can get here.
@@ -60,17 +63,21 @@ impl Iterator for JsonlRecords {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
-            if self.buf.capacity() > MAX_KEPT_LINE_BUFFER {
-                self.buf = Vec::with_capacity(DEFAULT_LINE_BUFFER);
-            }
-            self.buf.clear();
-            match self.reader.read_until(b'\n', &mut self.buf) {
-                Ok(0) => self.done = true,
-                Ok(_) => {
+            match self.read_line() {
+                Ok(None) => self.done = true,
+                Ok(Some(too_long)) => {
                     self.line += 1;
                     let mut bytes = self.buf.as_slice();
                     if self.line == 1 {
                         bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+                    }
+                    let content = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+                    let content = content.strip_suffix(b"\r").unwrap_or(content);
+                    if too_long || content.len() > MAX_RECORD {
+                        return Some(Ok(Record {
+                            line: self.line,
+                            fields: Err(record_too_long()),
+                        }));
                     }
                     // Also drops the `\n` and a CRLF's `\r`.
                     let bytes = bytes.trim_ascii();
@@ -97,6 +104,44 @@ impl Iterator for JsonlRecords {
             }
         }
         None
+    }
+}
+
+impl JsonlRecords {
+    /// Read the next line, its `\n` included, into `buf`, keeping at most [`MAX_RECORD`] bytes
+    /// and a CRLF: `Some(true)` when it had more (the rest was skipped), `None` at the end.
+    fn read_line(&mut self) -> io::Result<Option<bool>> {
+        const KEEP: usize = MAX_RECORD + 2;
+        self.buf.clear();
+        let mut any = false;
+        let mut too_long = false;
+        loop {
+            let available = match self.reader.fill_buf() {
+                Ok(available) => available,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                return Ok(any.then_some(too_long));
+            }
+            any = true;
+            let (chunk, ends_line) = match memchr::memchr(b'\n', available) {
+                Some(i) => (&available[..=i], true),
+                None => (available, false),
+            };
+            let room = KEEP - self.buf.len();
+            if chunk.len() <= room {
+                self.buf.extend_from_slice(chunk);
+            } else {
+                self.buf.extend_from_slice(&chunk[..room]);
+                too_long = true;
+            }
+            let n = chunk.len();
+            self.reader.consume(n);
+            if ends_line {
+                return Ok(Some(too_long));
+            }
+        }
     }
 }
 
@@ -176,7 +221,9 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
             match value {
                 JsonValue::Text(text) => {
                     let text = trimmed(text);
-                    if text.is_empty() {
+                    if text.len() > MAX_FIELD {
+                        invalid = Some(field_too_long(name));
+                    } else if text.is_empty() {
                         remove(&mut fields, name);
                     } else {
                         fields.insert(name.to_owned(), text);
@@ -587,5 +634,95 @@ mod tests {
             other => panic!("expected a read error, got {other:?}"),
         }
         assert!(records.next().is_none());
+    }
+
+    /// `head`, then `len` bytes of `fill`, then `tail`, never stored whole.
+    struct Endless {
+        head: io::Cursor<Vec<u8>>,
+        fill: u8,
+        left: u64,
+        tail: io::Cursor<Vec<u8>>,
+    }
+
+    impl io::Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.head.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if self.left > 0 {
+                let n = buf.len().min(self.left as usize);
+                buf[..n].fill(self.fill);
+                self.left -= n as u64;
+                return Ok(n);
+            }
+            self.tail.read(buf)
+        }
+    }
+
+    fn too_long(line: u64) -> Record {
+        bad(line, "", "record longer than 65536 bytes")
+    }
+
+    #[test]
+    fn record_length_limit_is_exact_and_ignores_the_line_terminator() {
+        for newline in ["\n", "\r\n"] {
+            let object = "{\"id\":\"a\"}";
+            let at_limit = format!("{object}{}", " ".repeat(MAX_RECORD - object.len()));
+            let over = format!("{at_limit} ");
+            let input = format!("{at_limit}{newline}{over}{newline}{{\"id\":\"c\"}}{newline}");
+            assert_eq!(
+                read(input.as_bytes()),
+                vec![ok(1, &[("id", "a")]), too_long(2), ok(3, &[("id", "c")])],
+                "{newline:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_100_mb_line_is_skipped_without_keeping_it() {
+        let reader = Endless {
+            head: io::Cursor::new(b"{\"id\":\"a\"}\n{\"id\":\"".to_vec()),
+            fill: b'x',
+            left: 100 << 20,
+            tail: io::Cursor::new(b"\"}\n\n{\"id\":\"b\"}\n".to_vec()),
+        };
+        let reader = io::BufReader::with_capacity(64 * 1024, reader);
+        let mut records = JsonlRecords {
+            reader: Box::new(reader),
+            buf: Vec::new(),
+            line: 0,
+            names: Names {
+                renames: BTreeMap::new(),
+                columns: BTreeMap::new(),
+            },
+            defaults: BTreeMap::new(),
+            source_name: String::new(),
+            done: false,
+        };
+        assert_eq!(records.next().unwrap().unwrap(), ok(1, &[("id", "a")]));
+        assert_eq!(records.next().unwrap().unwrap(), too_long(2));
+        assert!(
+            records.buf.capacity() <= 2 * MAX_RECORD,
+            "{}",
+            records.buf.capacity()
+        );
+        assert_eq!(records.next().unwrap().unwrap(), ok(4, &[("id", "b")]));
+        assert!(records.next().is_none());
+    }
+
+    #[test]
+    fn field_length_limit_names_the_canonical_field() {
+        let long = "z".repeat(MAX_FIELD + 1);
+        let max = "z".repeat(MAX_FIELD);
+        let input = format!("{{\"uid\":\"{long}\",\"n\":1}}\n{{\"uid\":\"  {max} \"}}\n");
+        let got = read_with(input.as_bytes(), &spec(&[("user_id", "uid")], &[]));
+        assert_eq!(
+            got,
+            vec![
+                bad(1, "user_id", "longer than 1024 bytes"),
+                ok(2, &[("user_id", max.as_str())]),
+            ]
+        );
     }
 }

@@ -6,6 +6,7 @@
 
 mod csv;
 mod jsonl;
+pub mod spool;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -13,6 +14,22 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::vendor::Invalid;
+
+/// The longest record read (bytes, its line terminator not counted); a longer one is an invalid
+/// record, never held in memory whole (SPEC section 3).
+pub const MAX_RECORD: usize = 64 * 1024;
+
+/// The longest field value (bytes, after trimming) unless its vendor's rule is stricter: the
+/// adapters check their own, smaller limits.
+pub const MAX_FIELD: usize = 1024;
+
+fn record_too_long() -> Invalid {
+    Invalid::new("", format!("record longer than {MAX_RECORD} bytes"))
+}
+
+fn field_too_long(name: &str) -> Invalid {
+    Invalid::new(name, format!("longer than {MAX_FIELD} bytes"))
+}
 
 /// Input formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -138,6 +155,19 @@ pub enum InputError {
         source_name: String,
         message: String,
     },
+    /// Copying a non-file input into its spool file failed on the spool's side.
+    #[error("cannot copy input {source_name} into {}: {error}", .path.display())]
+    Spool {
+        source_name: String,
+        path: PathBuf,
+        error: io::Error,
+    },
+    /// A signal arrived while a non-file input was being copied: nothing was recorded.
+    #[error(
+        "stopped while copying input {source_name}; nothing was sent or recorded: run again, \
+         feeding the input again"
+    )]
+    Stopped { source_name: String },
 }
 
 /// A stream of records.

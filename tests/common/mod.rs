@@ -330,3 +330,116 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 pub fn parse_time(text: &str) -> std::time::SystemTime {
     humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("bad RFC 3339 time {text:?}: {e}"))
 }
+
+// ---- Added for tests/input_limits.rs ----
+
+/// A command that runs past this fails its test instead of hanging it.
+pub const RUN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Run `cmd` to its end (at most [`RUN_DEADLINE`], else kill it and panic), feeding `stdin` through
+/// a pipe (or none), capturing stdout and stderr.
+pub fn run_with_deadline(cmd: &mut Command, stdin: Option<&[u8]>) -> Run {
+    cmd.env_remove("RUST_BACKTRACE")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    if let Some(data) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        let data = data.to_vec();
+        // A reader that stops early must not block the test: a broken pipe is fine.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        });
+    }
+    let collect = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = r.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let out = collect(Box::new(child.stdout.take().unwrap()));
+    let err = collect(Box::new(child.stderr.take().unwrap()));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > RUN_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still running after {RUN_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Make a named pipe at `path`.
+pub fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// A file's permission bits.
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Names of `*.part` files in `dir` (half-made spool copies).
+pub fn part_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".part"))
+        .collect()
+}
+
+/// Wait for `child` (stderr piped) to end, sampling its peak RSS (`VmHWM`, kB) meanwhile; the
+/// peak is the last sample taken before it exited.
+pub fn wait_sampling_peak_rss(mut child: Child) -> (Run, u64) {
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let status_path = format!("/proc/{}/status", child.id());
+    let start = std::time::Instant::now();
+    let mut peak = 0u64;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path)
+            && let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak = peak.max(kb);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > RUN_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {RUN_DEADLINE:?} (peak RSS so far {peak} kB)");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: err.join().unwrap(),
+    };
+    (run, peak)
+}
