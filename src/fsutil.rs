@@ -122,7 +122,15 @@ pub fn identity(path: &Path) -> io::Result<Identity> {
                 Ok(Identity::Planned(fs::canonicalize(path)?))
             }
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Identity::Planned(planned(path)?)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // `sub/../in.csv` with no `sub` yet: once the folder is created (as a run creates
+            // its output folders), it names `in.csv`.
+            let planned = planned(path)?;
+            match fs::metadata(&planned) {
+                Ok(_) => identity(&planned),
+                Err(_) => Ok(Identity::Planned(planned)),
+            }
+        }
         Err(e) => Err(e),
     }
 }
@@ -260,6 +268,7 @@ mod tests {
         std::os::unix::fs::symlink(&file, &soft).unwrap();
         let same = identity(&file).unwrap();
         assert_eq!(identity(&hard).unwrap(), same);
+        assert_eq!(identity(&dir.path().join("no/../in.csv")).unwrap(), same);
         assert_eq!(identity(&soft).unwrap(), same);
         let a = identity(&dir.path().join("out/x/../r.csv")).unwrap();
         let b = identity(&dir.path().join("out/./r.csv")).unwrap();

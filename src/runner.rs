@@ -166,6 +166,14 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
     let started = Instant::now();
     let settings = Arc::new(settings);
 
+    // Path safety (SPEC section 6): no symbolic links, no two roles on one file.
+    settings.check_paths(opts.dry_run).map_err(|e| {
+        io_err(
+            "refusing to run job",
+            &settings.job_path,
+            std::io::Error::other(e),
+        )
+    })?;
     ensure_parent(&settings.report, "cannot create the report folder")?;
 
     // Checkpoint and report (a dry run touches neither the checkpoint nor the real report).
@@ -323,6 +331,10 @@ pub async fn run(settings: Settings, opts: RunOptions, stop: Stop) -> Result<Sum
             }
             _ = tick.tick() => {
                 progress.tick();
+                // At most once a second: the checkpoint must still be the file at its path.
+                if let Some(j) = journal.as_mut() {
+                    j.watch().map_err(|e| io_err("stopping: checkpoint", &settings.checkpoint, e))?;
+                }
                 continue;
             }
         }

@@ -325,10 +325,9 @@ impl Checkpoint {
         self.broken = true;
         Err(io::Error::new(
             io::ErrorKind::NotFound,
-            format!(
-                "checkpoint {} (or its .lock file) was removed or replaced while this run held                  it; stopping, since outcomes recorded now would be lost. Run the job again:                  without its checkpoint the old report is archived, never overwritten",
-                self.path.display()
-            ),
+            "it (or its .lock file) was removed or replaced while this run held it, so outcomes \
+             recorded now would be lost; run the job again (without its checkpoint, the old \
+             report is archived, never overwritten)",
         ))
     }
 
