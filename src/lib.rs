@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod dedupe;
+pub mod fsutil;
 pub mod input;
 pub mod job;
 pub mod limit;

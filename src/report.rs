@@ -3,7 +3,7 @@
 //! The columns and their order are the user-facing contract (SPEC section 5). Files are created
 //! readable by the owner only: they hold personal data.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -90,6 +90,96 @@ pub struct ReportRow {
     pub finished_at: String,
 }
 
+/// Longest `message`, in characters (SPEC section 5): longer vendor text is cut.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+/// Longest `key`. Input fields have length limits, but an `invalid` row's key is whatever the row
+/// gave; the line number still identifies a cut row.
+pub const MAX_KEY_CHARS: usize = 4096;
+/// Longest `reference`.
+pub const MAX_REFERENCE_CHARS: usize = 1000;
+/// Longest `request` (every call of a row, URLs percent-encoded).
+pub const MAX_REQUEST_CHARS: usize = 8192;
+/// Longest `vendor`, `vendor_code`, `request_id` and `finished_at`.
+pub const MAX_SHORT_CHARS: usize = 256;
+/// Characters a [`ReportRow::bounded`] row holds at most in its text fields. JSON escaping turns
+/// one character into at most 6 bytes, so a journal record stays far below the journal's line
+/// limit (checked at compile time in `checkpoint`).
+pub const MAX_ROW_CHARS: usize = MAX_MESSAGE_CHARS
+    + MAX_KEY_CHARS
+    + MAX_REFERENCE_CHARS
+    + MAX_REQUEST_CHARS
+    + 4 * MAX_SHORT_CHARS;
+
+/// `text` cut to at most `max` characters, the last being `…`; `None` when it fits. Cutting a
+/// cut text again leaves it as it is, so report and journal agree however often a row passes.
+fn cut(text: &str, max: usize) -> Option<String> {
+    if text.len() <= max {
+        return None; // bytes ≥ characters
+    }
+    let (end, _) = text.char_indices().nth(max)?;
+    let keep = text[..end]
+        .char_indices()
+        .nth(max - 1)
+        .map_or(end, |(i, _)| i);
+    let mut out = String::with_capacity(keep + '…'.len_utf8());
+    out.push_str(&text[..keep]);
+    out.push('…');
+    Some(out)
+}
+
+impl ReportRow {
+    /// This row with every text cut to its limit ([`MAX_MESSAGE_CHARS`] and the others), so that
+    /// whatever a row or an answer held, its journal record fits (SPEC section 6: no row can
+    /// block a job). [`ReportWriter::write`] and the checkpoint's outcome record both apply it,
+    /// so the report and the journal hold the same values. Borrowed when nothing is too long.
+    pub fn bounded(&self) -> std::borrow::Cow<'_, ReportRow> {
+        use std::borrow::Cow;
+        let opt = |v: &Option<String>| v.as_deref().and_then(|s| cut(s, MAX_SHORT_CHARS));
+        let vendor = cut(&self.vendor, MAX_SHORT_CHARS);
+        let key = cut(&self.key, MAX_KEY_CHARS);
+        let reference = cut(&self.reference, MAX_REFERENCE_CHARS);
+        let vendor_code = opt(&self.vendor_code);
+        let request_id = opt(&self.request_id);
+        let request = cut(&self.request, MAX_REQUEST_CHARS);
+        let message = cut(&self.message, MAX_MESSAGE_CHARS);
+        let finished_at = cut(&self.finished_at, MAX_SHORT_CHARS);
+        let any = [
+            &vendor,
+            &key,
+            &reference,
+            &vendor_code,
+            &request_id,
+            &request,
+            &message,
+            &finished_at,
+        ]
+        .iter()
+        .any(|c| c.is_some());
+        if !any {
+            return Cow::Borrowed(self);
+        }
+        let mut row = self.clone();
+        let set = |field: &mut String, value: Option<String>| {
+            if let Some(v) = value {
+                *field = v;
+            }
+        };
+        set(&mut row.vendor, vendor);
+        set(&mut row.key, key);
+        set(&mut row.reference, reference);
+        set(&mut row.request, request);
+        set(&mut row.message, message);
+        set(&mut row.finished_at, finished_at);
+        if vendor_code.is_some() {
+            row.vendor_code = vendor_code;
+        }
+        if request_id.is_some() {
+            row.request_id = request_id;
+        }
+        Cow::Owned(row)
+    }
+}
+
 /// Report file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportFormat {
@@ -107,28 +197,10 @@ impl ReportFormat {
     }
 }
 
-/// Open a file for writing, creating it readable and writable by the owner only.
+/// Open a file for writing, creating it readable and writable by the owner only, never through a
+/// symbolic link (see [`crate::fsutil::create_private`]).
 pub fn create_private(path: &Path, append: bool) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create(true);
-    if append {
-        options.append(true);
-    } else {
-        options.truncate(true);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let file = options.open(path)?;
-    #[cfg(unix)]
-    {
-        // An existing file keeps its old mode with `mode()`: tighten it.
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(file)
+    crate::fsutil::create_private(path, append)
 }
 
 /// Writes report rows to a file.
@@ -190,8 +262,9 @@ impl ReportWriter {
         Ok(())
     }
 
+    /// Write one row, cut to its limits ([`ReportRow::bounded`]).
     pub fn write(&mut self, row: &ReportRow) -> io::Result<()> {
-        let bytes = encode_row(row, self.format);
+        let bytes = encode_row(&row.bounded(), self.format);
         self.write_raw(&bytes)
     }
 
@@ -275,6 +348,45 @@ mod tests {
         got.sort();
         assert_eq!(got, expected);
         assert_eq!(json["outcome"], "dry_run");
+    }
+
+    #[test]
+    fn long_texts_are_cut_on_a_character_boundary_and_cutting_again_changes_nothing() {
+        assert_eq!(cut("abc", 3), None);
+        assert_eq!(cut("abcd", 3).as_deref(), Some("ab…"));
+        assert_eq!(cut("ééé", 3), None);
+        assert_eq!(cut("éééé", 3).as_deref(), Some("éé…"));
+        let mut r = row();
+        r.message = "ü".repeat(1024 * 1024 / 2 - 1);
+        r.key = "k".repeat(2_500_000);
+        r.request = "x".repeat(100_000);
+        r.vendor_code = Some("c".repeat(10_000));
+        r.request_id = Some("i".repeat(300));
+        r.reference = "r".repeat(5000);
+        let b = r.bounded().into_owned();
+        assert_eq!(b.message.chars().count(), MAX_MESSAGE_CHARS);
+        assert!(b.message.ends_with('…') && b.message.starts_with("üü"));
+        assert_eq!(b.key.chars().count(), MAX_KEY_CHARS);
+        assert_eq!(b.request.chars().count(), MAX_REQUEST_CHARS);
+        assert_eq!(b.reference.chars().count(), MAX_REFERENCE_CHARS);
+        assert_eq!(
+            b.vendor_code.as_ref().unwrap().chars().count(),
+            MAX_SHORT_CHARS
+        );
+        assert_eq!(
+            b.request_id.as_ref().unwrap().chars().count(),
+            MAX_SHORT_CHARS
+        );
+        assert_eq!(b.bounded().into_owned(), b, "idempotent");
+        assert!(matches!(row().bounded(), std::borrow::Cow::Borrowed(_)));
+        // The report holds the cut row.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let mut w = ReportWriter::create(&path, ReportFormat::Jsonl).unwrap();
+        w.write(&r).unwrap();
+        w.flush().unwrap();
+        let back: ReportRow = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(back, b);
     }
 
     #[test]

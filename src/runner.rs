@@ -201,6 +201,14 @@ pub async fn run(
     let mut spool = spool_input(&mut settings, opts.dry_run, &stop).await?;
     let settings = Arc::new(settings);
 
+    // Path safety (SPEC section 6): no symbolic links, no two roles on one file.
+    settings.check_paths(opts.dry_run).map_err(|e| {
+        io_err(
+            "refusing to run job",
+            &settings.job_path,
+            std::io::Error::other(e),
+        )
+    })?;
     ensure_parent(&settings.report, "cannot create the report folder")?;
 
     // Checkpoint and report (a dry run touches neither the checkpoint nor the real report).
@@ -373,6 +381,10 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 progress.tick();
+                // At most once a second: the checkpoint must still be the file at its path.
+                if let Some(j) = journal.as_mut() {
+                    j.watch().map_err(|e| io_err("stopping: checkpoint", &settings.checkpoint, e))?;
+                }
                 continue;
             }
         }
@@ -1318,7 +1330,7 @@ async fn call(
                     CallKind::Read => adapter.classify_read(&work.row, &answer),
                 };
                 if let Class::Unexpected(what) = &v.class {
-                    unexpected_detail = describe_unexpected(&answer, what);
+                    unexpected_detail = describe_unexpected(&answer, what, &ctx.settings.secrets);
                 }
                 st.vendor_code = v.vendor_code.clone();
                 if v.request_id.is_some() {
@@ -1328,7 +1340,11 @@ async fn call(
             }
             Ok(Received::TooLarge(head)) => {
                 st.http_status = Some(head.status);
-                unexpected_detail = describe_unexpected(&head, "the body is longer than 1 MiB");
+                unexpected_detail = describe_unexpected(
+                    &head,
+                    "the body is longer than 1 MiB",
+                    &ctx.settings.secrets,
+                );
                 Verdict::new(Class::Unexpected(String::new()))
             }
             Err(TransportError::NeverSent(message)) => {
@@ -1494,26 +1510,27 @@ fn describe_wait(d: Duration) -> String {
 }
 
 /// The part of an "unexpected answer" halt message that quotes the answer: status, content type
-/// and the first bytes of the body, with what did not match and where to look.
-fn describe_unexpected(answer: &WireAnswer, what: &str) -> String {
+/// and the first bytes of the body, with what did not match and where to look. The body is
+/// scrubbed before it is cut and quoted, so neither the cut nor the quoting can leave part of a
+/// secret behind.
+fn describe_unexpected(answer: &WireAnswer, what: &str, secrets: &crate::job::Secrets) -> String {
     let content_type = answer.header("content-type").unwrap_or("none");
-    let head = &answer.body[..answer.body.len().min(UNEXPECTED_QUOTE)];
-    let quoted: String = String::from_utf8_lossy(head)
+    let body = secrets.scrub(&String::from_utf8_lossy(&answer.body));
+    let mut quoted: String = body
         .chars()
+        .take(UNEXPECTED_QUOTE)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    let more = if answer.body.len() > UNEXPECTED_QUOTE {
-        "…"
-    } else {
-        ""
-    };
+    if body.chars().nth(UNEXPECTED_QUOTE).is_some() {
+        quoted.push('…');
+    }
     let what = if what.is_empty() {
         String::new()
     } else {
         format!(" ({what})")
     };
     format!(
-        "HTTP {}, content type {content_type}, body {quoted:?}{more}{what}; this is not an answer the vendor documents: check `base_url` (host and path prefix)",
+        "HTTP {}, content type {content_type}, body «{quoted}»{what}; this is not an answer the vendor documents: check `base_url` (host and path prefix)",
         answer.status
     )
 }
@@ -1568,7 +1585,11 @@ async fn fetch_token(
     let transient = match answer {
         Ok(Received::TooLarge(head)) => {
             drop(slot);
-            let detail = describe_unexpected(&head, "the body is longer than 1 MiB");
+            let detail = describe_unexpected(
+                &head,
+                "the body is longer than 1 MiB",
+                &ctx.settings.secrets,
+            );
             halt(
                 ctx,
                 format!(

@@ -197,6 +197,16 @@ impl Summary {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
+        // Never over the report (`--summary` naming it would have emptied it).
+        if crate::fsutil::identity(path)? == crate::fsutil::identity(&self.report)? {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is the report file: give the summary its own path",
+                    path.display()
+                ),
+            ));
+        }
         let mut file = create_private(path, false)?;
         let mut json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         json.push(b'\n');

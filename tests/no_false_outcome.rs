@@ -455,3 +455,30 @@ fn out_of_range_flags_are_usage_errors() {
         );
     }
 }
+
+/// An unexpected answer that echoes the token is quoted in the halt message with the token
+/// removed, even where the 200-byte quote would cut through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unexpected_answer_quoting_the_token_never_shows_it() {
+    let server = MockServer::start().await;
+    let body = format!(
+        "<html>{}{TOKEN} and escaped {}</html>",
+        "x".repeat(190),
+        serde_json::to_string(&serde_json::to_string(TOKEN).unwrap()).unwrap()
+    );
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(404).set_body_raw(body, "text/html"))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &rows_input(1));
+    let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
+    let out = unlinker_async(run_args(&job, &["-vv"]), token_env()).await;
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("HTTP 404, content type text/html"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(&TOKEN[..8]), "{}", out.stderr);
+}

@@ -15,7 +15,7 @@ use crate::report::create_private;
 /// A held lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub(crate) struct Lock {
-    _file: File,
+    file: File,
     path: PathBuf,
 }
 
@@ -44,11 +44,15 @@ impl Lock {
         file.set_len(0)
             .and_then(|()| file.write_all(holder_note().as_bytes()))
             .map_err(|e| io_err("write lock file", e))?;
-        Ok(Lock { _file: file, path })
+        Ok(Lock { file, path })
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
     }
 }
 

@@ -69,7 +69,7 @@ mod state;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +88,14 @@ const WRITE_BUF: usize = 64 * 1024;
 
 /// Read buffer for loading and rebuilding.
 const READ_BUF: usize = 256 * 1024;
+
+/// How often [`Checkpoint::watch`] looks whether the journal is still the file at its path.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+// Whatever a row holds, its outcome record fits a journal line (SPEC section 6: no row can block
+// a job): a bounded row's text fields hold at most `MAX_ROW_CHARS` characters, each at most 6
+// bytes of JSON, plus the record's other fields (numbers, names: well under 1 KiB).
+const _: () = assert!(6 * report::MAX_ROW_CHARS + 1024 < MAX_LINE_LEN);
 
 /// What a checkpoint is bound to: resuming with anything else is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +204,11 @@ pub struct Checkpoint {
     max_line: u64,
     /// A write failed: what reached the file is unknown, so nothing more is appended.
     broken: bool,
+    /// This open created the journal: there was none at the path.
+    created: bool,
+    /// Device and inode of the open journal and lock file, to notice them being replaced.
+    ids: [(u64, u64); 2],
+    last_watch: Instant,
     lock: Lock,
 }
 
@@ -204,12 +217,15 @@ impl Checkpoint {
     /// `path`, or create it when there is none. Returns what the journal records; a torn tail is
     /// cut off so that new records follow the last good one.
     pub fn open(path: &Path, binding: &Binding) -> Result<(Checkpoint, Loaded), CheckpointError> {
+        crate::fsutil::refuse_symlink(path)
+            .map_err(CheckpointError::io("open checkpoint", path))?;
         let lock = Lock::acquire(path)?;
         let existing = match File::open(path) {
             Ok(file) => load(path, file, Some(binding))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(CheckpointError::io("open checkpoint", path)(e)),
         };
+        let created = existing.is_none();
         let (file, loaded) = match existing {
             Some((_, loaded)) => {
                 let file = report::create_private(path, true)
@@ -223,7 +239,9 @@ impl Checkpoint {
             }
             None => (create_journal(path, binding)?, Loaded::new()),
         };
-        Ok((Checkpoint::new(path, file, binding, lock), loaded))
+        let mut ckpt = Checkpoint::new(path, file, binding, lock)?;
+        ckpt.created = created;
+        Ok((ckpt, loaded))
     }
 
     /// `--fresh`: take the lock, move the existing journal and `report` (if any) aside with
@@ -234,6 +252,8 @@ impl Checkpoint {
         binding: &Binding,
         report: Option<&Path>,
     ) -> Result<(Checkpoint, Loaded, Vec<PathBuf>), CheckpointError> {
+        crate::fsutil::refuse_symlink(path)
+            .map_err(CheckpointError::io("open checkpoint", path))?;
         let lock = Lock::acquire(path)?;
         let when = SystemTime::now();
         let mut archived = Vec::new();
@@ -243,19 +263,72 @@ impl Checkpoint {
             }
         }
         let file = create_journal(path, binding)?;
-        let ckpt = Checkpoint::new(path, file, binding, lock);
+        // Not `created`: the report, if any, was just archived with the journal.
+        let ckpt = Checkpoint::new(path, file, binding, lock)?;
         Ok((ckpt, Loaded::new(), archived))
     }
 
-    fn new(path: &Path, file: File, binding: &Binding, lock: Lock) -> Checkpoint {
-        Checkpoint {
+    fn new(
+        path: &Path,
+        file: File,
+        binding: &Binding,
+        lock: Lock,
+    ) -> Result<Checkpoint, CheckpointError> {
+        let ids = [
+            file_id(&file).map_err(CheckpointError::io("open checkpoint", path))?,
+            file_id(lock.file())
+                .map_err(CheckpointError::io("open checkpoint lock", lock.path()))?,
+        ];
+        Ok(Checkpoint {
             path: path.to_path_buf(),
             out: BufWriter::with_capacity(WRITE_BUF, file),
             scratch: Vec::with_capacity(1024),
             max_line: binding.input_len.saturating_add(1),
             broken: false,
+            created: false,
+            ids,
+            last_watch: Instant::now(),
             lock,
+        })
+    }
+
+    /// Whether the journal and its lock file are still the files at their paths: `false` once
+    /// either was removed, renamed away or replaced by another file since this run opened them.
+    /// Records written then would go to a file nobody will read, and another run could take a
+    /// lock on a new lock file: the run must stop.
+    pub fn still_in_place(&self) -> io::Result<bool> {
+        for (path, id) in [
+            (self.path.as_path(), self.ids[0]),
+            (self.lock.path(), self.ids[1]),
+        ] {
+            match fs::symlink_metadata(path) {
+                Ok(meta) if meta_id(&meta) == id => {}
+                Ok(_) => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(e),
+            }
         }
+        Ok(true)
+    }
+
+    /// [`Checkpoint::still_in_place`], at most once per [`WATCH_INTERVAL`] however often it is
+    /// called; an error once the journal is gone or replaced (and nothing more is appended).
+    /// Call it from the run's loop, which must then stop.
+    pub fn watch(&mut self) -> io::Result<()> {
+        if self.last_watch.elapsed() < WATCH_INTERVAL {
+            return Ok(());
+        }
+        self.last_watch = Instant::now();
+        if self.still_in_place()? {
+            return Ok(());
+        }
+        self.broken = true;
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "it (or its .lock file) was removed or replaced while this run held it, so outcomes \
+             recorded now would be lost; run the job again (without its checkpoint, the old \
+             report is archived, never overwritten)",
+        ))
     }
 
     pub fn path(&self) -> &Path {
@@ -296,8 +369,12 @@ impl Checkpoint {
 
     /// Record a row's final outcome; `report_len` is the report's length with this row written
     /// (`ReportWriter::len()` after writing it).
+    /// The row is cut to its limits first ([`ReportRow::bounded`], as the report writer does),
+    /// so the record always fits the journal.
     pub fn outcome(&mut self, row: &ReportRow, report_len: u64) -> io::Result<()> {
         self.check(row.line, None)?;
+        let row = row.bounded();
+        let row = row.as_ref();
         #[derive(Serialize)]
         struct Record<'a> {
             t: &'static str,
@@ -354,6 +431,17 @@ impl Checkpoint {
         };
         let want = loaded.report_len();
         if !loaded.needs_rebuild() && loaded.rows_recorded() == 0 {
+            if self.created && on_disk > 0 {
+                // A report without its checkpoint: an earlier job's work, never overwritten.
+                let kept = archive(report).map_err(CheckpointError::io("archive", report))?;
+                if let Some(kept) = kept {
+                    tracing::info!(
+                        "report {} existed without its checkpoint: kept it as {}",
+                        report.display(),
+                        kept.display()
+                    );
+                }
+            }
             let writer = ReportWriter::create(report, format)
                 .map_err(CheckpointError::io("create report", report))?;
             return Ok((writer, ReportStart::Created));
@@ -764,6 +852,11 @@ fn fast_outcome(json: &[u8]) -> Option<(u64, Outcome, u64)> {
     let (line, rest) = digits(rest)?;
     let rest = skip_string(rest.strip_prefix(br#","vendor":""#)?)?;
     let rest = skip_string(rest.strip_prefix(br#","key":""#)?)?;
+    // Journals written before the `reference` column lack it.
+    let rest = match rest.strip_prefix(br#","reference":""#) {
+        Some(r) => skip_string(r)?,
+        None => rest,
+    };
     let rest = rest.strip_prefix(br#","outcome":""#)?;
     let end = rest.iter().position(|&b| b == b'"')?;
     let outcome = Outcome::ALL
@@ -810,6 +903,24 @@ fn apply(loaded: &mut Loaded, json: &[u8], max_line: u64) -> Result<(), String> 
         }
     }
     Ok(())
+}
+
+/// Device and inode of an open file.
+fn file_id(file: &File) -> io::Result<(u64, u64)> {
+    file.metadata().map(|m| meta_id(&m))
+}
+
+fn meta_id(meta: &fs::Metadata) -> (u64, u64) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        (0, 0)
+    }
 }
 
 /// `path` with `suffix` appended to its file name.
@@ -1737,5 +1848,161 @@ mod tests {
                 2.0 * PAIRS as f64 / load.as_secs_f64(),
             );
         }
+    }
+
+    #[test]
+    fn a_huge_row_is_recorded_cut_and_the_job_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.ckpt");
+        let report_path = dir.path().join("report.csv");
+        let fmt = ReportFormat::Csv;
+        let mut huge = row(2, Outcome::Failed);
+        huge.key = "u".repeat(2_500_000);
+        huge.message = "\u{1}".repeat(1024 * 1024 - 100);
+        huge.request = "x".repeat(3_000_000);
+        let normal = row(3, Outcome::Unlinked);
+
+        let (mut ckpt, loaded) = Checkpoint::open(&path, &binding()).unwrap();
+        let (mut report, _) = ckpt.open_report(&loaded, &report_path, fmt).unwrap();
+        record(&mut ckpt, &mut report, &[huge.clone(), normal.clone()]);
+        drop((ckpt, report));
+        let cut = huge.bounded().into_owned();
+        assert_eq!(cut.message.chars().count(), report::MAX_MESSAGE_CHARS);
+        let expected = csv_of(&[cut.clone(), normal.clone()]);
+        assert_eq!(fs::read(&report_path).unwrap(), expected);
+
+        // Resume: the journal loads, and a rebuild gives the same rows. (Read without the lock:
+        // a test elsewhere in this binary forking a child could hold a copy of it for a moment.)
+        let (_, loaded) = read(&path).unwrap();
+        assert_eq!(loaded.outcome(2), Some(Outcome::Failed));
+        assert_eq!(loaded.rows_recorded(), 2);
+        assert_eq!(loaded.report_len(), expected.len() as u64);
+        fs::remove_file(&report_path).unwrap();
+        let mut writer = ReportWriter::create(&report_path, fmt).unwrap();
+        rebuild_report(&path, &loaded, &mut writer).unwrap();
+        assert_eq!(fs::read(&report_path).unwrap(), expected);
+    }
+
+    #[test]
+    fn journals_without_the_reference_column_load_with_it_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.ckpt");
+        let (ckpt, _) = Checkpoint::open(&path, &binding()).unwrap();
+        drop(ckpt);
+        // As the version before the `reference` column wrote it (field order matters).
+        let new = serde_json::to_string(&row(2, Outcome::Absent)).unwrap();
+        let old = new.replace(r#","reference":"""#, "");
+        assert_ne!(old, new);
+        let mut line = format!(r#"{{"t":"outcome","report_len":10,"row":{old}}}"#).into_bytes();
+        assert!(
+            fast_outcome(&line).is_some(),
+            "the fast path reads old records"
+        );
+        journal::seal(&mut line);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.extend(line);
+        fs::write(&path, bytes).unwrap();
+        let (_, loaded) = read(&path).unwrap();
+        assert_eq!(loaded.outcome(2), Some(Outcome::Absent));
+        let mut w = ReportWriter::create(&dir.path().join("r.csv"), ReportFormat::Csv).unwrap();
+        rebuild_report(&path, &loaded, &mut w).unwrap();
+        let rebuilt = fs::read_to_string(dir.path().join("r.csv")).unwrap();
+        assert_eq!(rebuilt.as_bytes(), csv_of(&[row(2, Outcome::Absent)]));
+
+        // New records carry it, and still take the fast path.
+        let mut r = row(3, Outcome::Absent);
+        r.reference = "T-\"1\"".into();
+        let (mut ckpt, _) = Checkpoint::open(&path, &binding()).unwrap();
+        ckpt.scratch.clear();
+        ckpt.outcome(&r, 10).unwrap();
+        ckpt.flush().unwrap();
+        drop(ckpt);
+        let text = fs::read_to_string(&path).unwrap();
+        let json = text.lines().last().unwrap().rsplit_once('\t').unwrap().0;
+        assert!(json.contains(r#""reference":"T-\"1\"""#), "{json}");
+        assert_eq!(
+            fast_outcome(json.as_bytes()),
+            Some((3, Outcome::Absent, 10))
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_removed_or_replaced_under_a_run_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.ckpt");
+        let (mut ckpt, _) = Checkpoint::open(&path, &binding()).unwrap();
+        assert!(ckpt.still_in_place().unwrap());
+        ckpt.watch().unwrap();
+
+        // Replaced by another file (as a copy-and-rename would).
+        fs::copy(&path, dir.path().join("copy")).unwrap();
+        fs::rename(dir.path().join("copy"), &path).unwrap();
+        assert!(!ckpt.still_in_place().unwrap());
+        ckpt.last_watch -= WATCH_INTERVAL;
+        let err = ckpt.watch().unwrap_err();
+        assert!(err.to_string().contains("removed or replaced"), "{err}");
+        assert!(ckpt.intent(2, 0).is_err(), "nothing more is appended");
+        drop(ckpt);
+
+        // Removed; and the lock file removed.
+        fs::remove_file(&path).unwrap();
+        let (ckpt, _) = Checkpoint::open(&path, &binding()).unwrap();
+        fs::remove_file(&path).unwrap();
+        assert!(!ckpt.still_in_place().unwrap());
+        drop(ckpt);
+        let (ckpt, _) = Checkpoint::open(&path, &binding()).unwrap();
+        fs::remove_file(ckpt.lock_path()).unwrap();
+        assert!(!ckpt.still_in_place().unwrap());
+    }
+
+    #[test]
+    fn a_report_without_its_checkpoint_is_archived_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.ckpt");
+        let report_path = dir.path().join("report.csv");
+        fs::write(&report_path, "old rows\n").unwrap();
+        let (mut ckpt, loaded) = Checkpoint::open(&path, &binding()).unwrap();
+        let (report, start) = ckpt
+            .open_report(&loaded, &report_path, ReportFormat::Csv)
+            .unwrap();
+        assert_eq!(start, ReportStart::Created);
+        drop((ckpt, report));
+        let archived: Vec<PathBuf> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                name.starts_with("report.") && name.ends_with("Z.csv")
+            })
+            .collect();
+        assert_eq!(archived.len(), 1, "{archived:?}");
+        assert_eq!(fs::read_to_string(&archived[0]).unwrap(), "old rows\n");
+        assert_eq!(
+            fs::read_to_string(&report_path).unwrap(),
+            format!("{}\n", report::COLUMNS.join(","))
+        );
+
+        // With its checkpoint (no row recorded yet), the report is the job's own: no archive.
+        let (mut ckpt, loaded) = Checkpoint::open(&path, &binding()).unwrap();
+        ckpt.open_report(&loaded, &report_path, ReportFormat::Csv)
+            .unwrap();
+        drop(ckpt);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 4);
+    }
+
+    #[test]
+    fn a_symlinked_checkpoint_or_lock_is_refused() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        fs::write(&target, "keep").unwrap();
+        let path = dir.path().join("job.ckpt");
+        symlink(&target, &path).unwrap();
+        assert!(Checkpoint::open(&path, &binding()).is_err());
+        assert!(Checkpoint::open_fresh(&path, &binding(), None).is_err());
+        fs::remove_file(&path).unwrap();
+        symlink(&target, with_suffix(&path, ".lock")).unwrap();
+        assert!(Checkpoint::open(&path, &binding()).is_err());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
     }
 }

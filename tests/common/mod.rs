@@ -443,3 +443,31 @@ pub fn wait_sampling_peak_rss(mut child: Child) -> (Run, u64) {
     };
     (run, peak)
 }
+
+// ---- Added for tests/paths.rs and tests/jobfile.rs ----
+
+/// `secret` in every encoding the product applies (SPEC section 8): raw, percent-encoded (RFC
+/// 3986, as the adapters do), form-encoded (`+` for space), JSON-escaped, and base64 (standard
+/// and URL-safe, with and without padding).
+pub fn secret_forms(secret: &str) -> Vec<String> {
+    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let json = serde_json::to_string(secret).unwrap();
+    let mut forms = vec![
+        secret.to_string(),
+        percent_encoding::utf8_percent_encode(secret, UNRESERVED).to_string(),
+        url::form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+        json[1..json.len() - 1].to_string(),
+    ];
+    for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+        forms.push(engine.encode(secret.as_bytes()));
+    }
+    forms.sort();
+    forms.dedup();
+    forms
+}
