@@ -225,11 +225,16 @@ async fn cmd_run(args: RunArgs) -> i32 {
         concurrency: args.concurrency,
         dry_run: args.dry_run,
     };
-    let settings = match job::load(&args.job, &overrides) {
+    let mut settings = match job::load(&args.job, &overrides) {
         Ok(s) => s,
         Err(e) => return fatal(&e),
     };
-    let summary_path = args.summary.clone().or_else(|| settings.summary.clone());
+    // `--summary` overrides the job's, and takes part in the check that no two of the job's
+    // files are the same file.
+    if args.summary.is_some() {
+        settings.summary = args.summary.clone();
+    }
+    let summary_path = settings.summary.clone();
     let stop = Stop::new();
     install_signal_handlers(stop.clone());
     let opts = RunOptions {

@@ -426,6 +426,11 @@ pub async fn run(
                         panic!("test fault in the recorder");
                     }
                     absent_after_lost += u64::from(after_lost);
+                    if after_lost && let Some(j) = journal.as_mut() {
+                        j.lost_answer(row.line).map_err(|e| {
+                            io_err("cannot write checkpoint", &settings.checkpoint, e)
+                        })?;
+                    }
                     report
                         .write(&row)
                         .map_err(|e| io_err("cannot write report", &settings.report, e))?;
@@ -1901,6 +1906,12 @@ pub fn status(settings: &Settings) -> Result<String, RunError> {
         ));
     }
     out.push_str(&format!("  in doubt   {in_doubt}\n"));
+    let lost = loaded.absent_after_lost_answer();
+    if lost > 0 {
+        out.push_str(&format!(
+            "  absent after a lost answer {lost} (of the absent rows: a run of this job most likely removed them)\n"
+        ));
+    }
     let state = if changed {
         "the input file changed since the checkpoint was made: `run` will refuse to resume (use --fresh)".to_string()
     } else {

@@ -148,6 +148,14 @@ fn lost_answers_are_settled_by_read_back_for_every_vendor_with_a_read_api() {
                 }
             }
             assert!(lost > 0, "{case}: the fault seed drops some unlinks");
+            let status = unlinker(&["status", job.to_str().unwrap()], ENV);
+            assert!(
+                status
+                    .stdout
+                    .contains(&format!("absent after a lost answer {lost} ")),
+                "{case}: status counts them apart\n{}",
+                status.stdout
+            );
             assert!(
                 out.stderr.contains("absent after a lost answer"),
                 "{case}: the summary counts them apart\n{}",

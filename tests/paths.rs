@@ -36,6 +36,7 @@ fn a_report_that_is_the_input_is_refused_and_the_input_kept() {
     for extra in [
         vec!["--report", input.to_str().unwrap()],
         vec!["--report", input.to_str().unwrap(), "--dry-run"],
+        vec!["--summary", input.to_str().unwrap(), "--dry-run"],
     ] {
         let out = run(&job, &extra);
         assert_eq!(out.code, 1, "{extra:?}\n{}", out.stderr);

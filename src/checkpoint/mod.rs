@@ -367,6 +367,14 @@ impl Checkpoint {
         self.append()
     }
 
+    /// Record that the outcome about to be recorded for `line` is `absent` by a read-back after a
+    /// lost answer (counted apart by `status`).
+    pub fn lost_answer(&mut self, line: u64) -> io::Result<()> {
+        self.check(line, None)?;
+        write!(self.scratch, r#"{{"t":"lost","line":{line}}}"#)?;
+        self.append()
+    }
+
     /// Record a row's final outcome; `report_len` is the report's length with this row written
     /// (`ReportWriter::len()` after writing it).
     /// The row is cut to its limits first ([`ReportRow::bounded`], as the report writer does),
@@ -681,6 +689,7 @@ enum Kind {
     Intent,
     Step,
     Settled,
+    Lost,
     Outcome,
     Report,
     Forget,
@@ -892,6 +901,7 @@ fn apply(loaded: &mut Loaded, json: &[u8], max_line: u64) -> Result<(), String> 
         Kind::Intent => loaded.apply_intent(line(record.line)?, step(record.step)?),
         Kind::Step => loaded.apply_step(line(record.line)?, step(record.step)?),
         Kind::Settled => loaded.apply_settled(line(record.line)?),
+        Kind::Lost => loaded.apply_lost(line(record.line)?),
         Kind::Outcome => {
             let row = record.row.as_ref().ok_or_else(|| missing("row"))?;
             let report_len = record.report_len.ok_or_else(|| missing("report_len"))?;

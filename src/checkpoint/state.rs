@@ -45,6 +45,9 @@ pub struct Loaded {
     pub(crate) journal_len: u64,
     /// Bytes of torn tail found after the last good record (cut off by `Checkpoint::open`).
     pub(crate) dropped_tail: u64,
+    /// Lines recorded `absent` by a read-back after a lost answer (a `lost` record before the
+    /// outcome). Few, so a set.
+    lost_answer: std::collections::HashSet<u64>,
 }
 
 impl Loaded {
@@ -57,7 +60,21 @@ impl Loaded {
             needs_rebuild: false,
             journal_len: 0,
             dropped_tail: 0,
+            lost_answer: std::collections::HashSet::new(),
         }
+    }
+
+    /// Rows whose recorded outcome is `absent` by a read-back after a lost answer: the link is
+    /// gone and a run of this job most likely removed it.
+    pub fn absent_after_lost_answer(&self) -> u64 {
+        self.lost_answer
+            .iter()
+            .filter(|line| self.outcome(**line) == Some(Outcome::Absent))
+            .count() as u64
+    }
+
+    pub(crate) fn apply_lost(&mut self, line: u64) {
+        self.lost_answer.insert(line);
     }
 
     /// The final outcome recorded for an input line, if any.
