@@ -22,6 +22,7 @@
 //! | `intent` | `line`, `step` | the call for step `step` (0 unlink, 1 delete the user) is about to be sent |
 //! | `step` | `line`, `step` | that step succeeded; the row continues at step `step + 1` |
 //! | `settled` | `line` | the attempt ended without an outcome (halt, signal after a retryable answer): pending, not in doubt |
+//! | `lost` | `line` | the next outcome of the line is `absent` by a read-back after a lost answer (counted apart) |
 //! | `outcome` | `row` (a whole [`ReportRow`]), `report_len` | the row's final outcome; the report's byte length once that row was written |
 //! | `report` | `len` | the report was rebuilt and is `len` bytes long (overrides earlier `report_len`) |
 //! | `forget` | `outcome` | every earlier outcome of this kind is dropped (`--retry-failed`); the report needs a rebuild |
