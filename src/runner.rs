@@ -1757,6 +1757,21 @@ async fn send(http: &reqwest::Client, request: &WireRequest) -> Result<Received,
     let mut response = builder.send().await.map_err(transport_error)?;
     let status = response.status().as_u16();
     let headers = std::mem::take(response.headers_mut());
+    if response
+        .content_length()
+        .is_some_and(|n| n <= MAX_BODY as u64)
+    {
+        // The framing holds the body to its declared length: read it in one go.
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| TransportError::AnswerLost(describe_transport(e)))?;
+        return Ok(Received::Answer(WireAnswer {
+            status,
+            headers,
+            body,
+        }));
+    }
     let mut body = bytes::BytesMut::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| {
         // Headers arrived, so the request was sent: whatever broke, the answer is lost.
