@@ -7,11 +7,11 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use crate::adapter::VendorKind;
 use crate::job::{self, Overrides};
 use crate::runner::{self, RunOptions};
 use crate::stop::Stop;
 use crate::summary::exit;
-use crate::vendor::VendorKind;
 
 #[derive(Debug, Parser)]
 #[command(

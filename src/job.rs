@@ -26,9 +26,9 @@ use url::{Host, Url};
 pub use secrets::Secrets;
 use section::Section;
 
+use crate::adapter::{Adapter, VendorKind};
 use crate::input::{Format, InputSpec, Source};
 use crate::report::ReportFormat;
-use crate::vendor::{Adapter, VendorKind};
 
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
 pub const DEFAULT_BASE_DELAY: Duration = Duration::from_millis(500);

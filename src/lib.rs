@@ -2,6 +2,7 @@
 //!
 //! The binary is a thin shell over [`cli::main`]; everything lives here so tests can drive it.
 
+pub mod adapter;
 pub mod checkpoint;
 pub mod cli;
 pub mod dedupe;
@@ -12,8 +13,8 @@ pub mod limit;
 pub mod progress;
 pub mod report;
 pub mod retry;
+pub mod row;
 pub mod runner;
 pub mod sim;
 pub mod stop;
 pub mod summary;
-pub mod vendor;

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use crate::adapter::{Class, Invalid, Prepared, Verdict, WireAnswer, WireRequest};
 use crate::checkpoint::{self, Binding, Checkpoint, CheckpointError, Loaded, ReportStart};
 use crate::dedupe::DuplicateIndex;
 use crate::input::spool::{self, Spool};
@@ -31,7 +32,6 @@ use crate::report::{Outcome, ReportRow, ReportWriter, now_rfc3339};
 use crate::retry;
 use crate::stop::Stop;
 use crate::summary::{Summary, VendorSummary};
-use crate::vendor::{Class, Invalid, Prepared, Verdict, WireAnswer, WireRequest};
 
 /// Rows buffered per vendor lane between the reader and the lane.
 const LANE_QUEUE: usize = 4096;
@@ -831,7 +831,7 @@ impl Reader<'_> {
 type Classified = Result<(usize, Prepared), (Option<usize>, Invalid)>;
 
 /// Route a record to its vendor and let the adapter validate it.
-fn classify_record(settings: &Settings, fields: Result<input::Fields, Invalid>) -> Classified {
+fn classify_record(settings: &Settings, fields: Result<crate::row::Fields, Invalid>) -> Classified {
     let fields = fields.map_err(|i| (None, i))?;
     let lane = if settings.vendors.len() == 1 {
         0

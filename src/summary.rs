@@ -77,9 +77,9 @@ pub struct Estimate {
 impl Estimate {
     pub fn new(rows: u64, vendor: &crate::job::VendorSettings) -> Estimate {
         // Every adapter we ship decides its steps from its config alone, so an empty row asks.
-        let blank = crate::vendor::Prepared {
-            key: crate::vendor::Key(String::new()),
-            params: crate::vendor::Params::new(),
+        let blank = crate::adapter::Prepared {
+            key: crate::adapter::Key(String::new()),
+            params: crate::adapter::Params::new(),
         };
         let steps = u64::from(vendor.adapter.steps(&blank));
         let calls = rows * steps;

@@ -20,7 +20,7 @@ use super::{
     Fields, InputError, MAX_FIELD, MAX_RECORD, Record, Records, field_too_long, record_too_long,
     rename_map,
 };
-use crate::vendor::Invalid;
+use crate::row::Invalid;
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -193,7 +193,7 @@ impl CsvRecords {
                 format!("record has {got} field{plural}, the header has {want}"),
             ));
         }
-        let mut fields = Fields(Vec::with_capacity(want + self.defaults.len()));
+        let mut fields = Fields::with_capacity(want + self.defaults.len());
         for (raw, target) in self.parser.fields().zip(&self.targets) {
             let Some(name) = target else { continue };
             let value = std::str::from_utf8(raw)
@@ -204,7 +204,7 @@ impl CsvRecords {
             }
             // Names are unique (checked on the header), so a push is an insert.
             if !value.is_empty() {
-                fields.0.push((name.clone(), value.to_owned()));
+                fields.push_new(name.clone(), value.to_owned());
             }
         }
         fields.apply_defaults(&self.defaults);

@@ -16,7 +16,7 @@ use super::{
     Fields, InputError, MAX_FIELD, MAX_RECORD, Record, Records, field_too_long, record_too_long,
     rename_map,
 };
-use crate::vendor::Invalid;
+use crate::row::Invalid;
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -279,7 +279,7 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
 }
 
 fn remove(fields: &mut Fields, name: &str) {
-    fields.0.retain(|(n, _)| n != name);
+    fields.remove(name);
 }
 
 /// Trim without copying an owned string that needs no trimming.

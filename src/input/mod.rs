@@ -13,7 +13,8 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::vendor::Invalid;
+pub use crate::row::Fields;
+use crate::row::Invalid;
 
 /// The longest record read (bytes, its line terminator not counted); a longer one is an invalid
 /// record, never held in memory whole (SPEC section 3).
@@ -75,58 +76,6 @@ pub struct InputSpec {
     pub columns: BTreeMap<String, String>,
     /// canonical field name → value used when a record lacks the field or leaves it empty.
     pub defaults: BTreeMap<String, String>,
-}
-
-/// One record's fields by canonical name, values trimmed. Booleans are `"true"`/`"false"`, JSON
-/// numbers their decimal text; JSON `null` and empty strings count as absent.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Fields(Vec<(String, String)>);
-
-impl Fields {
-    pub fn new() -> Self {
-        Fields(Vec::new())
-    }
-
-    /// Build from pairs (tests, the simulator's seed reader).
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        let mut f = Fields::new();
-        for (k, v) in pairs {
-            f.insert(k.into(), v.into());
-        }
-        f
-    }
-
-    /// Set a field (later values for the same name win).
-    pub fn insert(&mut self, name: String, value: String) {
-        match self.0.iter_mut().find(|(n, _)| *n == name) {
-            Some(slot) => slot.1 = value,
-            None => self.0.push((name, value)),
-        }
-    }
-
-    /// The trimmed value of `name`, or `None` when missing or empty.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
-    }
-
-    /// Fill fields that are missing or empty from `defaults`.
-    pub fn apply_defaults(&mut self, defaults: &BTreeMap<String, String>) {
-        for (name, value) in defaults {
-            if self.get(name).is_none() {
-                self.insert(name.clone(), value.clone());
-            }
-        }
-    }
 }
 
 /// One input record: the 1-based line where it starts, and its fields or why it is unreadable.

@@ -6,7 +6,7 @@
 //! product (or its HTTP stack) could have given it (SPEC section 8):
 //!
 //! - raw;
-//! - percent-encoded as `vendor::wire::encode` does (RFC 3986 unreserved kept, `%XX` upper-case;
+//! - percent-encoded as `adapter::wire::encode` does (RFC 3986 unreserved kept, `%XX` upper-case;
 //!   the lower-case `%xx` spelling too, since some servers echo it normalised);
 //! - `application/x-www-form-urlencoded` as `reqwest`/`url` write it (`+` for space);
 //! - JSON-escaped as `serde_json` writes it inside a string;
@@ -24,7 +24,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 
-use crate::vendor::wire::{REDACTED, encode};
+use crate::adapter::wire::{REDACTED, encode};
 
 /// Secrets shorter than this are not scrubbed from free text: replacing every "1" or "ab" in a
 /// message would destroy it while protecting nothing. Also the shortest encoded form searched.

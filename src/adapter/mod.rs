@@ -23,43 +23,7 @@ use std::time::Duration;
 
 pub use wire::{WireAnswer, WireRequest};
 
-use crate::input::Fields;
-
-/// A row's canonical key, unique per vendor (duplicates are detected on it).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key(pub String);
-
-impl fmt::Display for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Why a row is `invalid`: the field and the rule it broke.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    pub field: String,
-    pub rule: String,
-}
-
-impl Invalid {
-    pub fn new(field: impl Into<String>, rule: impl Into<String>) -> Self {
-        Invalid {
-            field: field.into(),
-            rule: rule.into(),
-        }
-    }
-}
-
-impl fmt::Display for Invalid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            f.write_str(&self.rule)
-        } else {
-            write!(f, "field `{}`: {}", self.field, self.rule)
-        }
-    }
-}
+pub use crate::row::{Fields, Invalid, Key};
 
 /// A validated row: its key and the normalised values the adapter needs to build its calls.
 #[derive(Debug, Clone, PartialEq, Eq)]

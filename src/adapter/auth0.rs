@@ -15,7 +15,7 @@ use super::{
     Adapter, Class, ConfigDoc, ConfigError, FieldDoc, Invalid, Key, Pacing, Params, Prepared,
     VendorDoc, VendorKind, Verdict, parse_config,
 };
-use crate::input::Fields;
+use crate::row::Fields;
 
 pub const PACING: Pacing = Pacing {
     rate: 2.0,
