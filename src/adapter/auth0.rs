@@ -4,12 +4,13 @@
 //! RFC 3986 segment, a bearer token (static, or fetched with client credentials and shared), and an
 //! optional second step that deletes the standalone user the unlink leaves behind.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde::Deserialize;
 use url::Url;
 
+use super::http_class;
 use super::wire::{WireAnswer, WireRequest, encode};
 use super::{
     Adapter, Class, ConfigDoc, ConfigError, FieldDoc, Invalid, Key, Pacing, Params, Prepared,
@@ -22,6 +23,9 @@ pub const PACING: Pacing = Pacing {
     burst: 2,
     concurrency: 4,
 };
+
+/// Auth0 retries a 409 (a concurrent update of the same user) like a 5xx.
+const AUTH0_ALSO_RETRIED: &[u16] = &[409];
 
 /// Lifetime assumed when the token answer names none (Auth0's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
@@ -276,7 +280,9 @@ impl Auth0 {
             Some(e) => e.message.clone(),
             None => format!("HTTP {}: {}", answer.status, answer.text_snippet()),
         };
+        let transient = http_class::transient_class(answer, AUTH0_ALSO_RETRIED, || message.clone());
         let class = match (answer.status, &error) {
+            _ if let Some(class) = transient => class,
             (404, Some(e)) if e.says_not_found() => Class::Absent(format!("{absent}: {message}")),
             (404, _) => Class::Unexpected(
                 "a 404 without Auth0's not-found error body (statusCode 404 with errorCode \
@@ -294,10 +300,6 @@ impl Auth0 {
             (403, _) => Class::Halt(format!(
                 "auth0 refused the call (403; the token needs update:users and read:users): {message}"
             )),
-            (429, _) => Class::RateLimit(answer.retry_after(SystemTime::now())),
-            (408 | 409 | 500..=599, _) => {
-                Class::Retry(format!("HTTP {}: {message}", answer.status))
-            }
             (other, _) => Class::Unexpected(format!(
                 "HTTP {other} is not an answer Auth0 documents for this call"
             )),

@@ -4,12 +4,12 @@
 //! query string, the bare API key in `Authorization` and, on multi-tenant deployments, the tenant in
 //! `X-FusionAuth-TenantId`. A repeated DELETE answers 200 or 404, so retries are safe.
 
-use std::time::SystemTime;
 
 use reqwest::Method;
 use serde::Deserialize;
 use url::Url;
 
+use super::http_class;
 use super::wire::{WireAnswer, WireRequest, encode};
 use super::{
     Adapter, Class, ConfigDoc, ConfigError, FieldDoc, Invalid, Key, Pacing, Params, Prepared,
@@ -133,7 +133,6 @@ impl FusionAuth {
         }
     }
 
-    /// Everything but a 200, for the DELETE and the read alike.
     /// Classify a non-200 answer to the link API. Only FusionAuth's own shapes lead to an
     /// outcome: a 404 with an empty body or its JSON error object, a 400 with its error object.
     /// 401, 403, 429 and the retried statuses are acted on whatever their body.
@@ -141,7 +140,9 @@ impl FusionAuth {
         let request_id = answer.request_id_header();
         let status = answer.status;
         let errors = error_object(answer);
+        let transient = http_class::transient_class(answer, &[], || answer.text_snippet());
         let (class, code) = match status {
+            _ if let Some(class) = transient => (class, None),
             404 if answer.body_is_empty() || errors.is_some() => (
                 Class::Absent("the user, identity provider or link does not exist".into()),
                 None,
@@ -176,15 +177,6 @@ impl FusionAuth {
                      DELETE/GET /api/identity-provider/link"
                         .into(),
                 ),
-                None,
-            ),
-            429 => (
-                Class::RateLimit(answer.retry_after(SystemTime::now())),
-                None,
-            ),
-            // SPEC section 4 retries 408 like a 5xx.
-            408 | 500..=599 => (
-                Class::Retry(format!("HTTP {status}: {}", answer.text_snippet())),
                 None,
             ),
             other => (

@@ -16,6 +16,7 @@ use serde_json::Value;
 use sha1::Sha1;
 use url::Url;
 
+use super::http_class;
 use super::wire::{WireAnswer, WireRequest, encode};
 use super::{
     Adapter, Class, ConfigDoc, ConfigError, FieldDoc, Invalid, Key, Pacing, Params, Prepared,
@@ -317,15 +318,11 @@ impl Gigya {
 /// their body. Everything else is not Gigya's answer.
 fn gigya_body(answer: &WireAnswer) -> Result<(Value, i64), Class> {
     let status = answer.status;
+    if let Some(class) = http_class::transient_class(answer, &[], || answer.text_snippet()) {
+        return Err(class);
+    }
     match status {
         200 => {}
-        429 => return Err(Class::RateLimit(answer.retry_after(SystemTime::now()))),
-        408 | 500..=599 => {
-            return Err(Class::Retry(format!(
-                "HTTP {status}: {}",
-                answer.text_snippet()
-            )));
-        }
         other => {
             return Err(Class::Unexpected(format!(
                 "HTTP {other}; Gigya answers HTTP 200 when asked with httpStatusCodes=false"

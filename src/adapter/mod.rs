@@ -14,6 +14,7 @@
 pub(crate) mod auth0;
 pub(crate) mod fusionauth;
 pub(crate) mod gigya;
+pub(crate) mod http_class;
 pub(crate) mod newspark;
 pub(crate) mod wire;
 

@@ -6,13 +6,13 @@
 //! `Location` path tells success (the redirect URL) from refusal (the fail URL); a redirect anywhere
 //! else is the site sending us to its login page.
 
-use std::time::SystemTime;
 
 use reqwest::Method;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use url::Url;
 
+use super::http_class;
 use super::wire::{WireAnswer, WireRequest};
 use super::{
     Adapter, Class, ConfigDoc, ConfigError, FieldDoc, Invalid, Key, Pacing, Params, Prepared,
@@ -419,12 +419,11 @@ impl Adapter for Newspark {
 
     fn classify(&self, row: &Prepared, _step: u8, answer: &WireAnswer) -> Verdict {
         let status = answer.status;
+        let transient = http_class::transient_class(answer, &[], || answer.text_snippet());
         let class = match status {
+            _ if let Some(class) = transient => class,
             // The redirects a form action answers with; 300, 304 and 305 are not.
             301 | 302 | 303 | 307 | 308 => self.classify_redirect(row, answer),
-            429 => Class::RateLimit(answer.retry_after(SystemTime::now())),
-            // SPEC section 4 retries 408 like a 5xx.
-            408 | 500..=599 => Class::Retry(format!("HTTP {status}: {}", answer.text_snippet())),
             // The site rendering a page (its login form) instead of redirecting.
             200 | 401 | 403 => {
                 Class::Halt(format!("newspark answered HTTP {status}: {NOT_ACCEPTED}"))
