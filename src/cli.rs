@@ -347,7 +347,7 @@ fn cmd_status(job_path: PathBuf) -> i32 {
 
 fn cmd_vendors() -> i32 {
     let mut out = String::new();
-    for kind in VendorKind::ALL {
+    for kind in VendorKind::all() {
         let doc = kind.doc();
         let p = kind.pacing();
         out.push_str(&format!("{} — {}\n", kind.name(), doc.title));

@@ -14,7 +14,7 @@ use super::http_class;
 use super::wire::{WireAnswer, WireRequest, encode};
 use super::{
     Adapter, Class, ConfigDoc, ConfigError, FieldDoc, Invalid, Key, Pacing, Params, Prepared,
-    VendorDoc, VendorKind, Verdict, parse_config,
+    Registration, VendorDoc, Verdict, boxed, parse_config,
 };
 use crate::row::Fields;
 
@@ -99,8 +99,15 @@ pub const PROVIDERS: &[&str] = &[
     "yandex",
 ];
 
+/// This adapter in the registry (`super::REGISTRY`).
+pub const REGISTRATION: Registration = Registration {
+    name: "auth0",
+    pacing: PACING,
+    doc: &DOC,
+    build: |table, base_url| boxed(Auth0::from_config(table, base_url)),
+};
+
 pub const DOC: VendorDoc = VendorDoc {
-    kind: VendorKind::Auth0,
     title: "Auth0 Management API v2 (DELETE /api/v2/users/{id}/identities/{provider}/{user_id})",
     fields: &[
         FieldDoc {

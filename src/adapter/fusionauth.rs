@@ -4,7 +4,6 @@
 //! query string, the bare API key in `Authorization` and, on multi-tenant deployments, the tenant in
 //! `X-FusionAuth-TenantId`. A repeated DELETE answers 200 or 404, so retries are safe.
 
-
 use reqwest::Method;
 use serde::Deserialize;
 use url::Url;
@@ -13,7 +12,7 @@ use super::http_class;
 use super::wire::{WireAnswer, WireRequest, encode};
 use super::{
     Adapter, Class, ConfigDoc, ConfigError, FieldDoc, Invalid, Key, Pacing, Params, Prepared,
-    VendorDoc, VendorKind, Verdict, parse_config,
+    Registration, VendorDoc, Verdict, boxed, parse_config,
 };
 use crate::row::Fields;
 
@@ -27,8 +26,15 @@ const LINK_PATH: &str = "/api/identity-provider/link";
 
 const UUID_RULE: &str = "must be a UUID (8-4-4-4-12 hexadecimal digits)";
 
+/// This adapter in the registry (`super::REGISTRY`).
+pub const REGISTRATION: Registration = Registration {
+    name: "fusionauth",
+    pacing: PACING,
+    doc: &DOC,
+    build: |table, base_url| boxed(FusionAuth::from_config(table, base_url)),
+};
+
 pub const DOC: VendorDoc = VendorDoc {
-    kind: VendorKind::FusionAuth,
     title: "FusionAuth (DELETE /api/identity-provider/link)",
     fields: &[
         FieldDoc {

@@ -20,7 +20,7 @@ use super::http_class;
 use super::wire::{WireAnswer, WireRequest, encode};
 use super::{
     Adapter, Class, ConfigDoc, ConfigError, FieldDoc, Invalid, Key, Pacing, Params, Prepared,
-    VendorDoc, VendorKind, Verdict, parse_config,
+    Registration, VendorDoc, Verdict, boxed, parse_config,
 };
 use crate::row::Fields;
 
@@ -55,8 +55,15 @@ const MAX_CID: usize = 100;
 /// Marks an all-providers row in its key (and nowhere on the wire).
 const ALL_PROVIDERS: &str = "*";
 
+/// This adapter in the registry (`super::REGISTRY`).
+pub const REGISTRATION: Registration = Registration {
+    name: "gigya",
+    pacing: PACING,
+    doc: &DOC,
+    build: |table, base_url| boxed(Gigya::from_config(table, base_url)),
+};
+
 pub const DOC: VendorDoc = VendorDoc {
-    kind: VendorKind::Gigya,
     title: "SAP Customer Data Cloud / Gigya (socialize.removeConnection)",
     fields: &[
         FieldDoc {

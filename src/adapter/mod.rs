@@ -9,7 +9,8 @@
 //! anything else — a proxy's 404, an HTML page, a 2xx with another body — is
 //! [`Class::Unexpected`], never an outcome, and never falls through to "unlinked" or "absent".
 //!
-//! Adding a vendor means one new file here plus one arm in [`VendorKind`]'s matches.
+//! Adding a vendor means one new file here (its adapter and its `REGISTRATION`) plus one entry in
+//! [`REGISTRY`].
 
 pub(crate) mod auth0;
 pub(crate) mod fusionauth;
@@ -151,7 +152,6 @@ pub struct ConfigDoc {
 /// What `unlinker vendors` prints for one adapter.
 #[derive(Debug, Clone, Copy)]
 pub struct VendorDoc {
-    pub kind: VendorKind,
     pub title: &'static str,
     pub fields: &'static [FieldDoc],
     pub key: &'static str,
@@ -208,73 +208,86 @@ pub trait Adapter: Send + Sync + 'static {
     }
 }
 
-/// The adapters we ship.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum VendorKind {
-    Auth0,
-    FusionAuth,
-    Gigya,
-    Newspark,
+/// What builds one adapter from its job-file table (common keys `type`, `base_url`, `rate`,
+/// `burst`, `concurrency` already removed; variables already replaced) and the `base_url`
+/// override, already checked for the https-or-loopback rule.
+pub type Build =
+    fn(toml::Table, Option<url::Url>) -> Result<(Arc<dyn Adapter>, url::Url), ConfigError>;
+
+/// One adapter as the rest of the program knows it: its `type` name, pacing defaults,
+/// documentation and constructor. Each adapter file defines its own `REGISTRATION`.
+#[derive(Debug)]
+pub struct Registration {
+    /// The `type` value in a job file.
+    pub name: &'static str,
+    pub pacing: Pacing,
+    pub doc: &'static VendorDoc,
+    pub build: Build,
 }
 
+/// Every adapter we ship: adding a vendor is one adapter file plus one entry here.
+pub static REGISTRY: [&Registration; 4] = [
+    &auth0::REGISTRATION,
+    &fusionauth::REGISTRATION,
+    &gigya::REGISTRATION,
+    &newspark::REGISTRATION,
+];
+
+/// Box an adapter's own constructor result for [`Registration::build`].
+pub(crate) fn boxed<A: Adapter>(
+    r: Result<(A, url::Url), ConfigError>,
+) -> Result<(Arc<dyn Adapter>, url::Url), ConfigError> {
+    r.map(|(a, u)| (Arc::new(a) as Arc<dyn Adapter>, u))
+}
+
+/// Which adapter a vendor table uses: an entry of [`REGISTRY`], compared by name.
+#[derive(Clone, Copy)]
+pub struct VendorKind(&'static Registration);
+
 impl VendorKind {
-    pub const ALL: [VendorKind; 4] = [
-        VendorKind::Auth0,
-        VendorKind::FusionAuth,
-        VendorKind::Gigya,
-        VendorKind::Newspark,
-    ];
+    /// Every adapter, in registry order.
+    pub fn all() -> impl Iterator<Item = VendorKind> {
+        REGISTRY.iter().map(|r| VendorKind(r))
+    }
 
     pub fn parse(s: &str) -> Option<VendorKind> {
-        VendorKind::ALL.into_iter().find(|k| k.name() == s)
+        VendorKind::all().find(|k| k.name() == s)
     }
 
     /// The `type` value in a job file.
     pub fn name(self) -> &'static str {
-        match self {
-            VendorKind::Auth0 => "auth0",
-            VendorKind::FusionAuth => "fusionauth",
-            VendorKind::Gigya => "gigya",
-            VendorKind::Newspark => "newspark",
-        }
+        self.0.name
     }
 
     pub fn pacing(self) -> Pacing {
-        match self {
-            VendorKind::Auth0 => auth0::PACING,
-            VendorKind::FusionAuth => fusionauth::PACING,
-            VendorKind::Gigya => gigya::PACING,
-            VendorKind::Newspark => newspark::PACING,
-        }
+        self.0.pacing
     }
 
     pub fn doc(self) -> &'static VendorDoc {
-        match self {
-            VendorKind::Auth0 => &auth0::DOC,
-            VendorKind::FusionAuth => &fusionauth::DOC,
-            VendorKind::Gigya => &gigya::DOC,
-            VendorKind::Newspark => &newspark::DOC,
-        }
+        self.0.doc
     }
 
-    /// Build the adapter from its job-file table (common keys `type`, `base_url`, `rate`, `burst`,
-    /// `concurrency` already removed; `${NAME}` already interpolated). `base_url` is the override,
-    /// already checked for the https-or-loopback rule.
+    /// Build the adapter from its job-file table; see [`Build`].
     pub fn build(
         self,
         table: toml::Table,
         base_url: Option<url::Url>,
     ) -> Result<(Arc<dyn Adapter>, url::Url), ConfigError> {
-        fn boxed<A: Adapter>(r: Result<(A, url::Url), ConfigError>) -> BuildResult {
-            r.map(|(a, u)| (Arc::new(a) as Arc<dyn Adapter>, u))
-        }
-        type BuildResult = Result<(Arc<dyn Adapter>, url::Url), ConfigError>;
-        match self {
-            VendorKind::Auth0 => boxed(auth0::Auth0::from_config(table, base_url)),
-            VendorKind::FusionAuth => boxed(fusionauth::FusionAuth::from_config(table, base_url)),
-            VendorKind::Gigya => boxed(gigya::Gigya::from_config(table, base_url)),
-            VendorKind::Newspark => boxed(newspark::Newspark::from_config(table, base_url)),
-        }
+        (self.0.build)(table, base_url)
+    }
+}
+
+impl PartialEq for VendorKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for VendorKind {}
+
+impl fmt::Debug for VendorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -6,7 +6,6 @@
 //! `Location` path tells success (the redirect URL) from refusal (the fail URL); a redirect anywhere
 //! else is the site sending us to its login page.
 
-
 use reqwest::Method;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
@@ -16,7 +15,7 @@ use super::http_class;
 use super::wire::{WireAnswer, WireRequest};
 use super::{
     Adapter, Class, ConfigDoc, ConfigError, FieldDoc, Invalid, Key, Pacing, Params, Prepared,
-    VendorDoc, VendorKind, Verdict, parse_config,
+    Registration, VendorDoc, Verdict, boxed, parse_config,
 };
 use crate::row::Fields;
 
@@ -53,8 +52,15 @@ const OWN_FIELDS: &[&str] = &[
 
 const NOT_ACCEPTED: &str = "the session or form token is not accepted";
 
+/// This adapter in the registry (`super::REGISTRY`).
+pub const REGISTRATION: Registration = Registration {
+    name: "newspark",
+    pacing: PACING,
+    doc: &DOC,
+    build: |table, base_url| boxed(Newspark::from_config(table, base_url)),
+};
+
 pub const DOC: VendorDoc = VendorDoc {
-    kind: VendorKind::Newspark,
     title: "Newspark (POST /action/v2/unlinkaccount, as a logged-in session)",
     fields: &[
         FieldDoc {
@@ -840,10 +846,7 @@ mod tests {
             "http://127.0.0.1:8087/np/action/v2/unlinkaccount"
         );
         assert!(a.read(&r, None).is_none());
-        assert_eq!(
-            VendorKind::Newspark.doc().read_api,
-            a.read(&r, None).is_some()
-        );
+        assert_eq!(REGISTRATION.doc.read_api, a.read(&r, None).is_some());
     }
 
     #[test]
