@@ -1,20 +1,32 @@
 //! `unlinker`: resumable, rate-limited bulk removal of external identity links.
 //!
-//! The binary is a thin shell over [`cli::main`]; everything lives here so tests can drive it.
+//! The binary (`src/main.rs`) parses the command line and runs a command from [`commands`];
+//! everything lives here so tests can drive it. The layers, from the bottom:
+//!
+//! - [`row`], [`stop`], [`report`], [`fsutil`]: small leaves (fields and keys of a row, the stop
+//!   flag, report rows and writers, owner-only no-follow file creation);
+//! - [`input`] (CSV and JSONL streaming) and [`adapter`] (one file per vendor: build a request,
+//!   classify an answer) only know [`row`];
+//! - [`client`]: one vendor's call policy (limiter, token, send, retry, settle, halt), the only
+//!   code that touches reqwest's client and governor;
+//! - [`checkpoint`] (the journal), [`job`] (job file → settings), [`summary`], [`progress`];
+//! - [`pipeline`]: a run, wiring reader → lanes → consumer;
+//! - [`commands`] and [`cli`].
 
 pub mod adapter;
 pub mod checkpoint;
 pub mod cli;
+pub mod client;
+pub mod commands;
 pub mod dedupe;
 pub mod fsutil;
 pub mod input;
 pub mod job;
-pub mod limit;
+pub mod logging;
+pub mod pipeline;
 pub mod progress;
 pub mod report;
-pub mod retry;
 pub mod row;
-pub mod runner;
 pub mod sim;
 pub mod stop;
 pub mod summary;

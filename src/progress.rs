@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::limit::Limiter;
+use crate::client::limit::Limiter;
 use crate::report::Outcome;
 
 /// Interval of progress log lines when there is no bar.

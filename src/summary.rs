@@ -165,12 +165,12 @@ impl Summary {
             0 => String::new(),
             n => format!(
                 " ({} absent after a lost answer: most likely removed by this run)",
-                crate::runner::plural(n, "row")
+                crate::client::plural(n, "row")
             ),
         };
         out.push_str(&format!(
             "  this run: {} in {:.1}s{lost}\n",
-            crate::runner::plural(this_run, "row"),
+            crate::client::plural(this_run, "row"),
             self.elapsed.as_secs_f64()
         ));
         for (name, v) in &self.vendors {

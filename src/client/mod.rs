@@ -1,0 +1,479 @@
+//! One vendor's call policy: every call of every row goes through [`VendorClient::call`].
+//!
+//! Per call: concurrency slot and token bucket ([`limit`]) → the shared token, fetched when due
+//! ([`token`]) → the intent journaled for a state-changing step → [`send`] → the adapter
+//! classifies → the retry policy ([`retry::next`]) decides: a verdict, a backoff and another
+//! attempt, a pause for a rate limit, a token refresh, a read-back after a lost answer, or a
+//! halt. Adapters only build requests and classify answers; everything users rely on about
+//! pacing, retries and halting is written once, here.
+//!
+//! The client never writes files: it tells a [`Recorder`] (the pipeline's consumer) about intents
+//! and halts, and waits for an intent to be journaled before it sends.
+
+pub(crate) mod limit;
+pub(crate) mod retry;
+pub(crate) mod send;
+pub(crate) mod token;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::adapter::{Class, Prepared, Verdict, WireAnswer};
+use crate::job::{RetrySettings, Secrets, VendorSettings};
+use crate::stop::Stop;
+use limit::Limiter;
+use retry::{Attempt, Next};
+pub(crate) use send::{Received, Transport, TransportError};
+use token::{TokenCache, TokenState};
+
+/// Bytes of an unexpected answer's body quoted in the halt message.
+const UNEXPECTED_QUOTE: usize = 200;
+
+/// What the client reports to whoever records the run.
+pub(crate) trait Recorder: Sync {
+    /// Journal that step `step` of `line` is about to be sent; resolves once it is. False when
+    /// the recorder is gone (the run is ending): then nothing may be sent.
+    fn intent(&self, line: u64, step: u8) -> impl Future<Output = bool> + Send;
+    /// Stop the run: a vendor needs a person's attention (exit 6).
+    fn halt(&self, reason: String) -> impl Future<Output = ()> + Send;
+}
+
+/// The run is stopping or halting: the row stays pending (or in doubt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stopped;
+
+/// Which call of a row to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallKind {
+    Step(u8),
+    Read,
+}
+
+/// What one logical call came to.
+#[derive(Debug)]
+pub(crate) enum Answered {
+    /// A final verdict: `Unlinked`, `Present`, `Absent` or `Failed`.
+    Verdict(Verdict),
+    /// A first step's answer was lost and the vendor has a read API: the caller settles the row
+    /// by read-back before anything is sent again. The string describes the loss.
+    Lost(String),
+}
+
+/// What one row accumulates over its calls, for its report row.
+#[derive(Debug)]
+pub(crate) struct CallLog {
+    pub(crate) started: Instant,
+    pub(crate) attempts: u32,
+    pub(crate) http_status: Option<u16>,
+    pub(crate) vendor_code: Option<String>,
+    pub(crate) request_id: Option<String>,
+    pub(crate) request: String,
+    pub(crate) sent: bool,
+    /// A state-changing call was sent and its effect is unknown.
+    pub(crate) in_doubt: bool,
+    pub(crate) rate_limit_wait: Duration,
+    /// An attempt of the current step was sent and its answer lost.
+    pub(crate) lost_answer: bool,
+    /// An attempt of the current step got a retryable answer (5xx, 408, ...): it may have acted.
+    pub(crate) retried_answer: Option<String>,
+    /// The row ended `absent` by a read-back after a lost answer (counted apart).
+    pub(crate) absent_after_lost: bool,
+}
+
+impl CallLog {
+    pub(crate) fn new(in_doubt: bool) -> CallLog {
+        CallLog {
+            started: Instant::now(),
+            attempts: 0,
+            http_status: None,
+            vendor_code: None,
+            request_id: None,
+            request: String::new(),
+            sent: false,
+            in_doubt,
+            rate_limit_wait: Duration::ZERO,
+            lost_answer: false,
+            retried_answer: None,
+            absent_after_lost: false,
+        }
+    }
+}
+
+/// One vendor of a run: its adapter, limiter, shared token and the run's retry rules.
+pub(crate) struct VendorClient {
+    pub(crate) vendor: VendorSettings,
+    pub(crate) limiter: Arc<Limiter>,
+    tokens: TokenCache,
+    transport: Arc<Transport>,
+    retry: RetrySettings,
+    secrets: Arc<Secrets>,
+    stop: Stop,
+}
+
+impl VendorClient {
+    pub(crate) fn new(
+        vendor: VendorSettings,
+        transport: Arc<Transport>,
+        retry: RetrySettings,
+        secrets: Arc<Secrets>,
+        stop: Stop,
+    ) -> VendorClient {
+        let limiter = Arc::new(Limiter::new(
+            vendor.rate,
+            vendor.burst,
+            vendor.concurrency,
+            retry.max_delay,
+        ));
+        VendorClient {
+            vendor,
+            limiter,
+            tokens: TokenCache::default(),
+            transport,
+            retry,
+            secrets,
+            stop,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.vendor.name
+    }
+
+    pub(crate) fn retry(&self) -> &RetrySettings {
+        &self.retry
+    }
+
+    pub(crate) fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// Whether the adapter can read the row's link (in-doubt settlement, `--check`).
+    pub(crate) fn can_read(&self, row: &Prepared) -> bool {
+        self.vendor.adapter.read(row, None).is_some()
+    }
+
+    /// Make one logical call of a row (a step or a read), with retries, rate-limit pauses and
+    /// re-authentication, counting attempts in `budget`. Returns the final verdict, or a lost
+    /// answer for the caller to settle; `Err(Stopped)` when the run is stopping or halting.
+    pub(crate) async fn call(
+        &self,
+        rec: &impl Recorder,
+        line: u64,
+        row: &Prepared,
+        log: &mut CallLog,
+        kind: CallKind,
+        budget: &mut u32,
+    ) -> Result<Answered, Stopped> {
+        let adapter = &self.vendor.adapter;
+        let name = &self.vendor.name;
+        // A lost answer to a first step is settled by read-back where the vendor can read.
+        let settles = kind == CallKind::Step(0) && self.can_read(row);
+        let mut reauthed = false;
+        loop {
+            if self.stop.is_set() {
+                return Err(Stopped);
+            }
+            let Some(permit) = self.limiter.acquire(&self.stop).await else {
+                return Err(Stopped);
+            };
+            // The token is read only now that the call may go: a call that waited for its slot
+            // never sends a token that expired or was refused meanwhile.
+            let generation = self.tokens.generation();
+            let token = match self.tokens.current(adapter.as_ref()).await {
+                TokenState::NotUsed => None,
+                TokenState::Valid(t) => Some(t),
+                TokenState::Missing => {
+                    // This slot is spent on fetching the token; the call takes the next one.
+                    self.fetch_token(rec, permit).await?;
+                    continue;
+                }
+            };
+            let request = match kind {
+                CallKind::Step(s) => adapter.build(row, s, token.as_deref()),
+                CallKind::Read => match adapter.read(row, token.as_deref()) {
+                    Some(r) => r,
+                    None => {
+                        let verdict =
+                            Verdict::new(Class::Failed("this vendor has no read API".into()));
+                        return Ok(Answered::Verdict(verdict));
+                    }
+                },
+            };
+            log.request = self.secrets.scrub(&request.describe());
+            let doubt_before = log.in_doubt;
+            if let CallKind::Step(step) = kind {
+                if !rec.intent(line, step).await {
+                    return Err(Stopped);
+                }
+                log.in_doubt = true;
+            }
+            log.sent = true;
+            log.attempts += 1;
+            *budget += 1;
+            let answer = self.transport.send(&request).await;
+            // The slot is held until the answer is handled, so a refusal or a rate-limit pause
+            // takes effect before the next call in line can go.
+            let (verdict, unexpected) = match answer {
+                Ok(Received::Answer(answer)) => {
+                    log.http_status = Some(answer.status);
+                    let v = match kind {
+                        CallKind::Step(s) => adapter.classify(row, s, &answer),
+                        CallKind::Read => adapter.classify_read(row, &answer),
+                    };
+                    let unexpected = match &v.class {
+                        Class::Unexpected(what) => {
+                            describe_unexpected(&answer, what, &self.secrets)
+                        }
+                        _ => String::new(),
+                    };
+                    log.vendor_code = v.vendor_code.clone();
+                    if v.request_id.is_some() {
+                        log.request_id = v.request_id.clone();
+                    }
+                    (Ok(v), unexpected)
+                }
+                Ok(Received::TooLarge(head)) => {
+                    log.http_status = Some(head.status);
+                    let detail =
+                        describe_unexpected(&head, "the body is longer than 1 MiB", &self.secrets);
+                    (Ok(Verdict::new(Class::Unexpected(String::new()))), detail)
+                }
+                Err(e) => {
+                    log.http_status = None;
+                    log.vendor_code = None;
+                    (Err(e), String::new())
+                }
+            };
+            let attempt = match &verdict {
+                Ok(v) => Attempt::Answer(&v.class),
+                Err(e) => Attempt::Transport(e),
+            };
+            let next = retry::next(attempt, *budget, self.retry.max_attempts, settles);
+            tracing::debug!(line, vendor = %name, next = ?next, status = log.http_status.map(u32::from), "answer");
+            match (next, verdict) {
+                (Next::Done, Ok(verdict)) => {
+                    self.limiter.on_success();
+                    return Ok(Answered::Verdict(verdict));
+                }
+                (Next::Settle, Err(e)) => {
+                    log.lost_answer = true;
+                    return Ok(Answered::Lost(self.secrets.scrub(e.message())));
+                }
+                (Next::Retry | Next::GiveUp, result) => {
+                    let message = match &result {
+                        Ok(Verdict {
+                            class: Class::Retry(m),
+                            ..
+                        }) => {
+                            if let (CallKind::Step(_), Some(status)) = (kind, log.http_status) {
+                                log.retried_answer = Some(format!("HTTP {status}"));
+                            }
+                            m.clone()
+                        }
+                        Ok(_) => unreachable!("only retries and transport errors are retried"),
+                        Err(e) => {
+                            match e {
+                                // Nothing reached the vendor: this attempt changed nothing.
+                                TransportError::NeverSent(_) => log.in_doubt = doubt_before,
+                                TransportError::AnswerLost(_) => {
+                                    if matches!(kind, CallKind::Step(_)) {
+                                        log.lost_answer = true;
+                                    }
+                                }
+                            }
+                            self.secrets.scrub(e.message())
+                        }
+                    };
+                    if next == Next::GiveUp {
+                        let failed = Class::Failed(format!(
+                            "gave up after {}: {message}",
+                            plural(*budget, "attempt")
+                        ));
+                        let verdict = match result {
+                            Ok(v) => Verdict { class: failed, ..v },
+                            Err(_) => Verdict::new(failed),
+                        };
+                        return Ok(Answered::Verdict(verdict));
+                    }
+                    drop(permit);
+                    if !self.backoff(*budget, line, &message).await {
+                        return Err(Stopped);
+                    }
+                }
+                (Next::Unreachable, Err(e)) => {
+                    log.in_doubt = doubt_before;
+                    let reason = format!(
+                        "vendor `{name}` is unreachable: {} never reached it (last: {}); the row stays pending: resume once the vendor can be reached",
+                        plural(*budget, "attempt"),
+                        e.message()
+                    );
+                    self.halt(rec, reason).await;
+                    return Err(Stopped);
+                }
+                (Next::RateLimit, Ok(verdict)) => {
+                    // The vendor refused before acting: not an attempt, and no new doubt.
+                    log.in_doubt = doubt_before;
+                    *budget -= 1;
+                    let Class::RateLimit(wait) = verdict.class else {
+                        unreachable!("RateLimit comes from a rate-limit answer")
+                    };
+                    if !self.rate_limited(rec, wait, log).await {
+                        return Err(Stopped);
+                    }
+                    if log.rate_limit_wait > self.retry.max_rate_limit_wait {
+                        let failed = Class::Failed(format!(
+                            "still rate limited after waiting {} in total (retry.max_rate_limit_wait)",
+                            humantime::format_duration(self.retry.max_rate_limit_wait)
+                        ));
+                        return Ok(Answered::Verdict(Verdict {
+                            class: failed,
+                            ..verdict
+                        }));
+                    }
+                }
+                (Next::Reauth, Ok(verdict)) => {
+                    log.in_doubt = doubt_before;
+                    *budget -= 1;
+                    let refuse = match &token {
+                        // Signed requests (no token): rebuild once per row, then give up.
+                        None => std::mem::replace(&mut reauthed, true),
+                        Some(t) => !self.tokens.refresh_refused(t, generation).await,
+                    };
+                    if refuse {
+                        let Class::Reauth(message) = verdict.class else {
+                            unreachable!("Reauth comes from a reauth answer")
+                        };
+                        self.halt(
+                            rec,
+                            format!("vendor `{name}`: {message} (refused again after refreshing)"),
+                        )
+                        .await;
+                        return Err(Stopped);
+                    }
+                }
+                (Next::Halt, Ok(verdict)) => {
+                    let reason = match verdict.class {
+                        Class::Halt(message) => {
+                            log.in_doubt = doubt_before;
+                            format!("vendor `{name}`: {message}")
+                        }
+                        // Whether a state-changing call took effect is unknown: the row stays
+                        // in doubt, so a resume reads the vendor's state before sending again.
+                        _ => format!(
+                            "vendor `{name}`: unexpected answer to {}: {unexpected}",
+                            log.request
+                        ),
+                    };
+                    self.halt(rec, reason).await;
+                    return Err(Stopped);
+                }
+                (next, result) => unreachable!("retry::next gave {next:?} for {result:?}"),
+            }
+        }
+    }
+
+    /// Stop the run for a reason a person must look at.
+    pub(crate) async fn halt(&self, rec: &impl Recorder, reason: String) {
+        self.stop.trigger();
+        rec.halt(self.secrets.scrub(&reason)).await;
+    }
+
+    /// Wait out the backoff after attempt `n`. False when the run stops meanwhile.
+    pub(crate) async fn backoff(&self, n: u32, line: u64, why: &str) -> bool {
+        let wait = retry::backoff_random(n, self.retry.base_delay, self.retry.max_delay);
+        tracing::debug!(line, "retrying in {wait:?}: {why}");
+        self.stop.sleep(wait).await
+    }
+
+    /// Handle a rate-limit answer: pause the vendor for the wait it names (a default pause when
+    /// it names none, or nothing usable), adding the pause to the row's total. A named wait
+    /// longer than `retry.max_rate_limit_wait` halts instead. False when the run halts.
+    async fn rate_limited(
+        &self,
+        rec: &impl Recorder,
+        wait: Option<Duration>,
+        log: &mut CallLog,
+    ) -> bool {
+        if !self.wait_allowed(rec, wait, "").await {
+            return false;
+        }
+        let paused = self.limiter.on_rate_limit(wait.filter(|w| !w.is_zero()));
+        log.rate_limit_wait = log.rate_limit_wait.saturating_add(paused);
+        tracing::debug!(vendor = %self.vendor.name, "rate limited; pausing {paused:?}");
+        true
+    }
+
+    /// False (after halting the run) when the vendor named a wait beyond the allowed one.
+    async fn wait_allowed(&self, rec: &impl Recorder, wait: Option<Duration>, what: &str) -> bool {
+        let max = self.retry.max_rate_limit_wait;
+        match wait.filter(|w| *w > max) {
+            None => true,
+            Some(asked) => {
+                self.halt(
+                    rec,
+                    format!(
+                        "vendor `{}`{what} asked to wait {} before the next call, more than retry.max_rate_limit_wait ({}); resume the job later",
+                        self.vendor.name,
+                        describe_wait(asked),
+                        humantime::format_duration(max)
+                    ),
+                )
+                .await;
+                false
+            }
+        }
+    }
+}
+
+/// `n thing` or `n things`.
+pub(crate) fn plural(n: impl Into<u64>, thing: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
+/// A wait as seconds, with a reading for people when it is not absurd.
+fn describe_wait(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs > 1000 * 365 * 86_400 {
+        format!("{secs} s")
+    } else {
+        format!(
+            "{secs} s ({})",
+            humantime::format_duration(Duration::from_secs(secs))
+        )
+    }
+}
+
+/// The part of an "unexpected answer" halt message that quotes the answer: status, content type
+/// and the first bytes of the body, with what did not match and where to look. The body is
+/// scrubbed before it is cut and quoted, so neither the cut nor the quoting can leave part of a
+/// secret behind.
+pub(crate) fn describe_unexpected(answer: &WireAnswer, what: &str, secrets: &Secrets) -> String {
+    let content_type = answer.header("content-type").unwrap_or("none");
+    let body = secrets.scrub(&String::from_utf8_lossy(&answer.body));
+    let mut quoted: String = body
+        .chars()
+        .take(UNEXPECTED_QUOTE)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if body.chars().nth(UNEXPECTED_QUOTE).is_some() {
+        quoted.push('…');
+    }
+    let what = if what.is_empty() {
+        String::new()
+    } else {
+        format!(" ({what})")
+    };
+    format!(
+        "HTTP {}, content type {content_type}, body «{quoted}»{what}; this is not an answer the vendor documents: check `base_url` (host and path prefix)",
+        answer.status
+    )
+}
+
+#[cfg(test)]
+mod tests;

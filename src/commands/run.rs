@@ -1,0 +1,94 @@
+//! `unlinker run`: load the job, install the signal handlers, run the pipeline, print the
+//! summary (and write it as JSON when asked).
+
+use std::io::IsTerminal;
+
+use super::{fatal, say};
+use crate::cli::RunArgs;
+use crate::job::{self, Overrides};
+use crate::pipeline::{self, RunOptions};
+use crate::stop::Stop;
+use crate::summary::exit;
+
+pub(super) async fn run(args: RunArgs) -> i32 {
+    let overrides = Overrides {
+        input: args.input.clone(),
+        report: args.report.clone(),
+        rate: args.rate,
+        concurrency: args.concurrency,
+        dry_run: args.dry_run,
+    };
+    let mut settings = match job::load(&args.job, &overrides) {
+        Ok(s) => s,
+        Err(e) => return fatal(&e),
+    };
+    // `--summary` overrides the job's, and takes part in the check that no two of the job's
+    // files are the same file.
+    if args.summary.is_some() {
+        settings.summary = args.summary.clone();
+    }
+    let summary_path = settings.summary.clone();
+    let stop = Stop::new();
+    install_signal_handlers(stop.clone());
+    let opts = RunOptions {
+        dry_run: args.dry_run,
+        check: args.check,
+        fresh: args.fresh,
+        retry_failed: args.retry_failed,
+        limit: args.limit,
+        progress: !args.no_progress && std::io::stderr().is_terminal(),
+    };
+    match pipeline::run(settings, opts, stop).await {
+        Ok(summary) => {
+            say(&summary.render());
+            if let Some(path) = summary_path
+                && let Err(e) = summary.write_json(&path)
+            {
+                return fatal(&format!("cannot write summary {}: {e}", path.display()));
+            }
+            summary.exit_code()
+        }
+        Err(e) => {
+            say(&format!("error: {e}\n"));
+            e.exit_code()
+        }
+    }
+}
+
+/// First SIGINT, SIGTERM or SIGHUP: stop starting calls and drain. Second: exit at once (still
+/// resumable: the journal is written before every call).
+fn install_signal_handlers(stop: Stop) {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Registered here, before the run starts, not lazily in the task: a signal in the first
+    // instant of a run must drain it too, not kill it the default way.
+    let streams = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    );
+    let (mut int, mut term, mut hup) = match streams {
+        (Ok(i), Ok(t), Ok(h)) => (i, t, h),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            tracing::warn!("cannot listen for SIGINT/SIGTERM/SIGHUP: {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+        tracing::warn!(
+            "stopping: no new calls; finishing the calls in flight (signal again to exit at once)"
+        );
+        stop.trigger();
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+        say("second signal: exiting now; run the job again to resume\n");
+        std::process::exit(exit::STOPPED);
+    });
+}

@@ -1,0 +1,203 @@
+//! The pipeline of a run: input rows → skip what is done → per-vendor lanes doing the calls → one
+//! consumer that records everything.
+//!
+//! [`run`] only wires the stages and joins them: [`start`] opens what the run writes, [`reader`]
+//! streams the input on a thread of its own, [`row`] runs each vendor's lane of row tasks (every
+//! call through that vendor's [`VendorClient`](crate::client::VendorClient)), [`consumer`] owns
+//! the report, the journal, the counters and the progress display, and [`finish`] turns what was
+//! tallied into the summary.
+//!
+//! However the run ends — complete, stopped, halted, an I/O error, a panic in a task — the stop
+//! flag is set and no call is sent that could not be recorded: every state-changing call waits
+//! for its intent to be journaled by the consumer.
+
+mod consumer;
+mod finish;
+mod reader;
+mod row;
+mod start;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::checkpoint::CheckpointError;
+use crate::client::{Transport, VendorClient};
+use crate::input::InputError;
+use crate::job::{Settings, VendorSettings};
+use crate::progress::Progress;
+use crate::stop::Stop;
+use crate::summary::Summary;
+
+pub use reader::{Validation, validate};
+pub use row::join_error_text;
+
+/// Rows buffered per vendor lane between the reader and the lane.
+const LANE_QUEUE: usize = 4096;
+
+/// Per-run switches from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub dry_run: bool,
+    /// With `dry_run`: read each row's state with the vendor's read API.
+    pub check: bool,
+    pub fresh: bool,
+    pub retry_failed: bool,
+    pub limit: Option<u64>,
+    pub progress: bool,
+}
+
+/// Problems that stop a run before it can finish (exit 1, or 5 for the lock).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("{what} {path}: {error}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(
+        "internal error: {0}. This is a bug in unlinker, not in the job. What was recorded stays recorded and rows without an outcome are pending or in doubt: the job is resumable, run it again"
+    )]
+    Internal(String),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Checkpoint(CheckpointError::Locked { .. }) => 5,
+            // A signal while a pipe was being copied: stopped as asked (SPEC section 4).
+            RunError::Input(InputError::Stopped { .. }) => 4,
+            _ => 1,
+        }
+    }
+}
+
+/// Triggers the stop flag when dropped.
+struct StopOnDrop(Stop);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.trigger();
+    }
+}
+
+/// Run (or resume) a job. `stop` is triggered from outside on SIGINT/SIGTERM/SIGHUP.
+pub async fn run(
+    mut settings: Settings,
+    opts: RunOptions,
+    stop: Stop,
+) -> Result<Summary, RunError> {
+    let started = Instant::now();
+    // However this function ends (an error, a panic in the recorder), the senders stop.
+    let _stop_on_exit = StopOnDrop(stop.clone());
+    let opened = start::open(&mut settings, &opts, &stop).await?;
+    let settings = Arc::new(settings);
+    let previous = opened.loaded.counts();
+    let loaded = Arc::new(opened.loaded);
+    let total_rows = Arc::new(AtomicU64::new(u64::MAX));
+
+    let (events_tx, events_rx) = mpsc::channel(consumer::MAX_BATCH * 4);
+    let sink = row::EventSink(events_tx);
+    let lanes = lanes(&settings, &opts, &stop);
+    let (lane_txs, lanes_done) = spawn_lanes(&lanes, &sink, &stop);
+    // A checking dry run sends rows to the lanes, which only read.
+    let dry_run = opts.dry_run && !opts.check;
+    let reader = reader::spawn(
+        settings.clone(),
+        loaded,
+        stop.clone(),
+        sink.clone(),
+        total_rows.clone(),
+        (lane_txs, dry_run, opts.limit),
+    );
+    drop(sink);
+
+    let limiters = lanes.iter().map(|l| l.client.limiter.clone()).collect();
+    let progress = Progress::new(opts.progress, total_rows.clone(), limiters);
+    let consumer =
+        consumer::Consumer::new(&settings, &stop, opened.journal, opened.report, progress);
+    let tally = consumer.run(events_rx).await;
+    if tally.is_err() {
+        stop.trigger(); // nothing more can be recorded: send nothing more
+    }
+    let _ = lanes_done.await;
+    let _ = reader.await;
+    let tally = tally?;
+    let finish = finish::Finish {
+        settings: &settings,
+        opts: &opts,
+        stop: &stop,
+        lanes: &lanes,
+        previous,
+        total_rows: &total_rows,
+        elapsed: started.elapsed(),
+    };
+    Ok(finish.summary(tally))
+}
+
+/// One lane per vendor of the job, each with its own client (limiter, token, retry rules).
+fn lanes(settings: &Settings, opts: &RunOptions, stop: &Stop) -> Vec<Arc<row::Lane>> {
+    let transport = Arc::new(Transport::http(settings.retry.timeout));
+    let secrets = Arc::new(settings.secrets.clone());
+    settings
+        .vendors
+        .iter()
+        .map(|v| {
+            let vendor = VendorSettings {
+                name: v.name.clone(),
+                kind: v.kind,
+                adapter: v.adapter.clone(),
+                base_url: v.base_url.clone(),
+                rate: v.rate,
+                burst: v.burst,
+                concurrency: v.concurrency,
+            };
+            let client = VendorClient::new(
+                vendor,
+                transport.clone(),
+                settings.retry.clone(),
+                secrets.clone(),
+                stop.clone(),
+            );
+            Arc::new(row::Lane {
+                client,
+                check: opts.check,
+                stop: stop.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Start every lane; the reader gets their queues. The returned task ends when every lane has,
+/// reporting a lane that died as an internal failure.
+fn spawn_lanes(
+    lanes: &[Arc<row::Lane>],
+    sink: &row::EventSink,
+    stop: &Stop,
+) -> (Vec<mpsc::Sender<reader::Work>>, tokio::task::JoinHandle<()>) {
+    let mut txs = Vec::new();
+    let mut tasks = JoinSet::new();
+    for lane in lanes {
+        let (tx, rx) = mpsc::channel(LANE_QUEUE);
+        txs.push(tx);
+        tasks.spawn(row::lane_loop(lane.clone(), sink.clone(), rx));
+    }
+    let (sink, stop) = (sink.clone(), stop.clone());
+    let done = tokio::spawn(async move {
+        while let Some(result) = tasks.join_next().await {
+            if let Err(e) = result {
+                row::internal_failure(&sink, &stop, "a vendor lane", e).await;
+            }
+        }
+    });
+    (txs, done)
+}

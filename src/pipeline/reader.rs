@@ -1,0 +1,318 @@
+//! The input side of a run: a blocking thread streams the input, validates and de-duplicates
+//! rows, skips what the checkpoint already records, and hands each pending row to its vendor's
+//! lane through a bounded channel. Invalid and duplicate rows go straight to the consumer.
+//! `validate` is the same pass without sending anything.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
+
+use crate::adapter::{Invalid, Prepared};
+use crate::checkpoint::Loaded;
+use crate::dedupe::DuplicateIndex;
+use crate::input::spool;
+use crate::input::{self, InputError};
+use crate::job::Settings;
+use crate::report::{Outcome, ReportRow, now_rfc3339};
+use crate::stop::Stop;
+
+use super::consumer::Event;
+
+/// A valid, pending row on its way to a lane.
+pub(super) struct Work {
+    pub(super) line: u64,
+    pub(super) row: Prepared,
+    /// Steps already completed in an earlier run.
+    pub(super) start_step: u8,
+    /// The step whose call was in flight when an earlier run stopped without recording it.
+    pub(super) in_doubt: Option<u8>,
+}
+
+/// Start the reader thread. The returned task ends with it, reporting a reader that died as an
+/// internal failure. `lanes` are the lanes' queues, `dry_run` (without `--check`) records rows
+/// as `dry_run` instead of sending them, `limit` is `--limit`.
+pub(super) fn spawn(
+    settings: Arc<Settings>,
+    loaded: Arc<Loaded>,
+    stop: Stop,
+    sink: super::row::EventSink,
+    total: Arc<AtomicU64>,
+    (lanes, dry_run, limit): (Vec<mpsc::Sender<Work>>, bool, Option<u64>),
+) -> tokio::task::JoinHandle<()> {
+    let events = sink.0.clone();
+    let thread_stop = stop.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        let reader = Reader {
+            settings: &settings,
+            loaded: &loaded,
+            stop: &thread_stop,
+            events: &events,
+            total: &total,
+        };
+        reader.run(lanes, dry_run, limit)
+    });
+    tokio::spawn(async move {
+        if let Err(e) = reader.await {
+            stop.trigger();
+            let what = format!(
+                "the input reader failed: {}",
+                super::row::join_error_text(e)
+            );
+            sink.send(Event::Internal(what)).await;
+        }
+    })
+}
+
+/// The reader thread's borrowed context.
+pub(super) struct Reader<'a> {
+    pub(super) settings: &'a Settings,
+    pub(super) loaded: &'a Loaded,
+    stop: &'a Stop,
+    events: &'a mpsc::Sender<Event>,
+    /// Rows in the input, once counted (for progress and the summary).
+    pub(super) total: &'a Arc<AtomicU64>,
+}
+
+impl Reader<'_> {
+    /// Count the input's rows on a thread of its own. Started only once the first row is on its
+    /// way: counting competes for the CPU with the pass that skips a resumed job's done rows.
+    fn start_counting(&self) {
+        // Never a second reader of a pipe (the run reads a spooled copy of one anyway).
+        if !spool::needs_spool(&self.settings.input.source) {
+            let spec = self.settings.input.clone();
+            let total = self.total.clone();
+            std::thread::spawn(move || {
+                if let Ok(records) = input::open(&spec) {
+                    let n = records.take_while(|r| r.is_ok()).count() as u64;
+                    total.store(n, Ordering::Relaxed);
+                }
+            });
+        }
+    }
+
+    /// Stream records, validate, de-duplicate, skip recorded rows, dispatch.
+    pub(super) fn run(&self, lanes: Vec<mpsc::Sender<Work>>, dry_run: bool, limit: Option<u64>) {
+        let Reader {
+            settings,
+            loaded,
+            stop,
+            events,
+            ..
+        } = *self;
+        let mut counting = false;
+        let records = match input::open(&settings.input) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = events.blocking_send(Event::Fatal(e));
+                return;
+            }
+        };
+        let mut seen = DuplicateIndex::new();
+        let mut dispatched = 0u64;
+        let mut more_pending = false;
+        for record in records {
+            if stop.is_set() {
+                return;
+            }
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = events.blocking_send(Event::Fatal(e));
+                    return;
+                }
+            };
+            let line = record.line;
+            let recorded = loaded.outcome(line).is_some();
+            let classified = classify_record(settings, record.fields);
+            // Register keys even for recorded rows, so a later duplicate of them is still found.
+            let classified = match classified {
+                Ok((lane, row)) => {
+                    match seen.insert(&settings.vendors[lane].name, &row.key.0, line) {
+                        Some(first) => Err((
+                            Some(lane),
+                            Some(row),
+                            format!("same vendor and key as line {first}"),
+                            Outcome::Duplicate,
+                        )),
+                        None => Ok((lane, row)),
+                    }
+                }
+                Err((lane, invalid)) => Err((lane, None, invalid.to_string(), Outcome::Invalid)),
+            };
+            if recorded {
+                continue;
+            }
+            if limit.is_some_and(|n| dispatched >= n) {
+                more_pending = true;
+                break;
+            }
+            let event = match classified {
+                Err((lane, row, message, outcome)) => Event::Row(
+                    Box::new(unsent_row(
+                        settings,
+                        line,
+                        lane,
+                        row.as_ref(),
+                        outcome,
+                        message,
+                    )),
+                    false,
+                ),
+                Ok((lane, row)) if dry_run => {
+                    dispatched += 1;
+                    let request = settings.secrets.scrub(
+                        &settings.vendors[lane]
+                            .adapter
+                            .build(&row, 0, None)
+                            .describe(),
+                    );
+                    let mut r = unsent_row(
+                        settings,
+                        line,
+                        Some(lane),
+                        Some(&row),
+                        Outcome::DryRun,
+                        String::new(),
+                    );
+                    r.request = request;
+                    Event::Row(Box::new(r), false)
+                }
+                Ok((lane, row)) => {
+                    dispatched += 1;
+                    if !counting {
+                        counting = true;
+                        self.start_counting();
+                    }
+                    let work = Work {
+                        line,
+                        start_step: loaded.steps_done(line),
+                        in_doubt: loaded.is_in_doubt(line),
+                        row,
+                    };
+                    if lanes[lane].blocking_send(work).is_err() {
+                        return; // the lane stopped: the run is stopping
+                    }
+                    continue;
+                }
+            };
+            if events.blocking_send(event).is_err() {
+                return;
+            }
+        }
+        if !counting {
+            self.start_counting();
+        }
+        let _ = events.blocking_send(Event::InputDone { more_pending });
+    }
+}
+
+type Classified = Result<(usize, Prepared), (Option<usize>, Invalid)>;
+
+/// Route a record to its vendor and let the adapter validate it.
+fn classify_record(settings: &Settings, fields: Result<crate::row::Fields, Invalid>) -> Classified {
+    let fields = fields.map_err(|i| (None, i))?;
+    let lane = if settings.vendors.len() == 1 {
+        0
+    } else {
+        let names: Vec<&str> = settings.vendors.iter().map(|v| v.name.as_str()).collect();
+        match fields.get("vendor") {
+            None => {
+                return Err((
+                    None,
+                    Invalid::new(
+                        "vendor",
+                        format!("is required: one of {}", names.join(", ")),
+                    ),
+                ));
+            }
+            Some(name) => settings.vendor_index(name).ok_or_else(|| {
+                (
+                    None,
+                    Invalid::new(
+                        "vendor",
+                        format!(
+                            "`{name}` is not a vendor of this job: one of {}",
+                            names.join(", ")
+                        ),
+                    ),
+                )
+            })?,
+        }
+    };
+    let row = settings.vendors[lane]
+        .adapter
+        .prepare(&fields)
+        .map_err(|i| (Some(lane), i))?;
+    Ok((lane, row))
+}
+
+/// A report row for a row that was not sent.
+fn unsent_row(
+    settings: &Settings,
+    line: u64,
+    lane: Option<usize>,
+    row: Option<&Prepared>,
+    outcome: Outcome,
+    message: String,
+) -> ReportRow {
+    ReportRow {
+        line,
+        vendor: lane
+            .map(|l| settings.vendors[l].name.clone())
+            .unwrap_or_default(),
+        key: row.map(|r| r.key.0.clone()).unwrap_or_default(),
+        reference: String::new(),
+        outcome,
+        http_status: None,
+        vendor_code: None,
+        attempts: 0,
+        elapsed_ms: 0,
+        request_id: None,
+        request: String::new(),
+        message: settings.secrets.scrub(&message),
+        finished_at: now_rfc3339(),
+    }
+}
+
+/// What `validate` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Validation {
+    pub rows: u64,
+    pub valid: u64,
+    pub invalid: u64,
+    pub duplicate: u64,
+}
+
+/// Check every input row as a run would, without any network call or checkpoint. `problem` is
+/// called for each invalid or duplicate row with its line and message.
+pub fn validate(
+    settings: &Settings,
+    mut problem: impl FnMut(u64, &str),
+) -> Result<Validation, InputError> {
+    let mut v = Validation::default();
+    let mut seen = DuplicateIndex::new();
+    for record in input::open(&settings.input)? {
+        let record = record?;
+        v.rows += 1;
+        match classify_record(settings, record.fields) {
+            Err((_, invalid)) => {
+                v.invalid += 1;
+                problem(record.line, &format!("invalid: {invalid}"));
+            }
+            Ok((lane, row)) => {
+                match seen.insert(&settings.vendors[lane].name, &row.key.0, record.line) {
+                    Some(first) => {
+                        v.duplicate += 1;
+                        problem(
+                            record.line,
+                            &format!("duplicate: same vendor and key as line {first}"),
+                        );
+                    }
+                    None => v.valid += 1,
+                }
+            }
+        }
+    }
+    Ok(v)
+}
