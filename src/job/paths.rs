@@ -1,5 +1,6 @@
-//! Output paths: placeholders that cannot climb out of a folder, and the path-safety rules of
-//! SPEC section 6 (no symbolic links, no two roles on one file).
+//! Output paths: placeholders that cannot climb out of a folder, the names derived from the
+//! report (`.ckpt`, `.dry-run`), and the path-safety rules of SPEC section 6 (no symbolic links,
+//! no two roles on one file).
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +44,19 @@ pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
+}
+
+/// `report.csv` → `report.dry-run.csv`.
+pub fn dry_run_path(report: &Path) -> PathBuf {
+    let stem = report
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match report.extension() {
+        Some(ext) => format!("{stem}.dry-run.{}", ext.to_string_lossy()),
+        None => format!("{stem}.dry-run"),
+    };
+    report.with_file_name(name)
 }
 
 /// `text` (a URL that did not parse) without what may be a password, a query or a fragment.
@@ -115,6 +129,8 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::test_job::{MINIMAL, env};
+    use crate::job::{Overrides, resolve};
 
     #[test]
     fn placeholders_never_make_a_dot_segment() {
@@ -146,5 +162,55 @@ mod tests {
         );
         assert_eq!(hide_url_parts("https://h/x"), "https://h/x");
         assert_eq!(hide_url_parts("nonsense"), "nonsense");
+    }
+
+    #[test]
+    fn outputs_must_be_distinct_files_and_not_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = dir.path().join("j.toml");
+        std::fs::write(dir.path().join("in.csv"), "user_id\n").unwrap();
+        let settings = |report: &str, extra: &str| {
+            let text = MINIMAL
+                .replace("out/{job}-{input_stem}.csv", report)
+                .replace("[output]\n", &format!("[output]\n{extra}\n"));
+            resolve(&job, &text, &Overrides::default(), &env).unwrap()
+        };
+        settings("r.csv", "").check_paths(false).unwrap();
+        let err = settings("in.csv", "")
+            .check_paths(false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("report") && err.contains("input"), "{err}");
+        assert!(settings("./sub/../in.csv", "").check_paths(true).is_err());
+        let err = settings("r.csv", "checkpoint = \"r.csv\"")
+            .check_paths(false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("checkpoint") && err.contains("report"),
+            "{err}"
+        );
+        // A dry run does not use the checkpoint.
+        settings("r.csv", "checkpoint = \"in.csv\"")
+            .check_paths(true)
+            .unwrap();
+        let err = settings("r.csv", "summary = \"r.csv.runs.jsonl\"")
+            .check_paths(false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("runs log") && err.contains("summary"), "{err}");
+        assert!(
+            settings("r.csv", "metrics = \"in.csv\"")
+                .check_paths(false)
+                .is_err()
+        );
+        std::fs::hard_link(dir.path().join("in.csv"), dir.path().join("hard.csv")).unwrap();
+        assert!(settings("hard.csv", "").check_paths(false).is_err());
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), dir.path().join("l.csv")).unwrap();
+        let err = settings("l.csv", "")
+            .check_paths(false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("symbolic link"), "{err}");
     }
 }

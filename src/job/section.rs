@@ -7,7 +7,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{JobError, MAX_DURATION};
+use super::JobError;
+
+/// Longest duration a job may give (`retry.*`): a year. Longer values would overflow the
+/// clock arithmetic of timers and deadlines.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 pub(super) struct Section<'a> {
     path: &'a Path,
@@ -42,13 +46,15 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// An empty table named `key` inside this one: a section the file leaves out, read as one
+    /// with every key at its default.
+    pub(super) fn empty_section(&self, key: &str) -> Section<'a> {
+        Section::new(self.path, self.key(key), toml::Table::new())
+    }
+
     /// The keys not read yet.
     pub(super) fn keys(&self) -> Vec<String> {
         self.table.keys().cloned().collect()
-    }
-
-    pub(super) fn table(&self) -> &toml::Table {
-        &self.table
     }
 
     pub(super) fn take(&mut self, key: &str) -> Option<toml::Value> {
