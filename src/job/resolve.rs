@@ -877,9 +877,12 @@ mod tests {
             let v = Section::new(Path::new("/jobs/j.toml"), "vendors.v".into(), table);
             resolve_vendor("v".into(), v, o)
         };
-        let pacing = VendorKind::Auth0.pacing();
+        let pacing = VendorKind::parse("auth0").unwrap().pacing();
         let v = vendor(AUTH0, &none).unwrap();
-        assert_eq!((v.name.as_str(), v.kind), ("v", VendorKind::Auth0));
+        assert_eq!(
+            (v.name.as_str(), v.kind),
+            ("v", VendorKind::parse("auth0").unwrap())
+        );
         assert_eq!(
             (v.rate, v.burst, v.concurrency),
             (pacing.rate, pacing.burst, pacing.concurrency)
