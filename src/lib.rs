@@ -13,7 +13,6 @@ pub mod progress;
 pub mod report;
 pub mod retry;
 pub mod runner;
-pub mod sim;
 pub mod stop;
 pub mod summary;
 pub mod vendor;

@@ -1,10 +1,14 @@
-//! The vendor simulator behind `unlinker-sim`: a real HTTP server on loopback that speaks every
-//! vendor's unlink API (plus the reads and the Auth0 token endpoint the runner uses), keeps state,
-//! misbehaves on demand and tells what it received.
+//! `unlinker-sim`: the vendor simulator as a program. Parses the flags, binds 127.0.0.1, prints
+//! `listening on http://127.0.0.1:PORT` as its only stdout line, and serves until SIGINT/SIGTERM.
+//! Logs go to stderr (`RUST_LOG`, default `warn`).
 //!
-//! Tests, benchmarks and the README's demo run against it instead of real tenants. It is written
-//! from VENDORS.md without using the client adapters in `crate::vendor`, so a test against it
-//! checks the adapters rather than agreeing with them by construction.
+//! A real HTTP server on loopback that speaks every vendor's unlink API (plus the reads and the
+//! Auth0 token endpoint the runner uses), keeps state, misbehaves on demand and tells what it
+//! received. Tests, benchmarks and the README's demo run against it instead of real tenants. It is
+//! written from VENDORS.md and imports nothing from the `unlinker` library (a test checks this), so
+//! a test against it checks the client adapters rather than agreeing with them by construction.
+//! It is its own binary's modules, built only with the `sim` feature, so the product never links
+//! its HTTP server.
 //!
 //! All vendors share one port (their paths do not collide). Each is one file implementing
 //! [`vendor::Vendor`] and one line in [`Sim::new`]'s list; the pipeline in
@@ -25,8 +29,10 @@ mod state;
 mod vendor;
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,8 +42,10 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use clap::Parser;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
 
 pub use auth0::Auth0Options;
 pub use faults::RateLimit;
@@ -49,6 +57,75 @@ use conn::{CuttableListener, Cutter};
 use faults::{Bucket, Dice};
 use state::{Log, LogEntry, Store};
 use vendor::{Endpoint, Fate, Request};
+
+fn main() -> ExitCode {
+    let args = SimArgs::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("unlinker-sim: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(args));
+    // Slow answers may still be sleeping: do not wait for them.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unlinker-sim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: SimArgs) -> anyhow::Result<()> {
+    let port = args.port;
+    let sim = Sim::new(args.into())?;
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let addr = listener.local_addr()?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{addr}")?;
+        out.flush()?;
+    }
+    tokio::select! {
+        result = sim.serve(listener) => result,
+        () = shutdown_signal() => Ok(()),
+    }
+}
+
+/// SIGINT or SIGTERM (Ctrl-C elsewhere).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
 
 /// How many vendor requests `/_sim/log` keeps.
 pub const DEFAULT_LOG_CAPACITY: usize = 10_000;
