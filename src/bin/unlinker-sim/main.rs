@@ -30,7 +30,7 @@ mod vendor;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -47,11 +47,11 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-pub use auth0::Auth0Options;
-pub use faults::RateLimit;
-pub use fusionauth::FusionAuthOptions;
-pub use gigya::GigyaOptions;
-pub use newspark::NewsparkOptions;
+use auth0::Auth0Options;
+use faults::RateLimit;
+use fusionauth::FusionAuthOptions;
+use gigya::GigyaOptions;
+use newspark::NewsparkOptions;
 
 use conn::{CuttableListener, Cutter};
 use faults::{Bucket, Dice};
@@ -128,16 +128,16 @@ async fn shutdown_signal() {
 }
 
 /// How many vendor requests `/_sim/log` keeps.
-pub const DEFAULT_LOG_CAPACITY: usize = 10_000;
+pub(crate) const DEFAULT_LOG_CAPACITY: usize = 10_000;
 /// `--slow`: long enough to be past any sensible client timeout.
-pub const DEFAULT_SLOW: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_SLOW: Duration = Duration::from_secs(120);
 /// Largest request body read.
 const MAX_BODY: usize = 1 << 20;
 /// How much of a body `/_sim/log` keeps (bounds the log's memory).
 const MAX_LOGGED_BODY: usize = 64 << 10;
 
 /// A duration flag: whole seconds (`86400`) or a humantime duration (`50ms`, `2m`).
-pub fn duration_arg(s: &str) -> Result<Duration, String> {
+pub(crate) fn duration_arg(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
@@ -157,7 +157,7 @@ fn share_arg(s: &str) -> Result<f64, String> {
 /// Which links exist at the start.
 #[derive(Debug, Clone, Default, PartialEq, clap::Args)]
 #[command(next_help_heading = "Links")]
-pub struct LinkOptions {
+pub(crate) struct LinkOptions {
     /// Links to start with: CSV with a header, or JSONL (.jsonl/.ndjson); repeatable
     ///
     /// Each record has a `vendor` field (auth0, fusionauth, gigya, newspark) and that vendor's input
@@ -178,7 +178,7 @@ pub struct LinkOptions {
 /// Misbehaviour on demand.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 #[command(next_help_heading = "Faults")]
-pub struct FaultOptions {
+pub(crate) struct FaultOptions {
     /// Added to every vendor answer, e.g. 50ms
     #[arg(long, value_name = "DUR", default_value = "0ms", value_parser = duration_arg)]
     pub latency: Duration,
@@ -224,7 +224,7 @@ impl Default for FaultOptions {
 /// Everything the simulator can be told. `Default` is: no links, no faults, the default
 /// credentials of every vendor.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct SimConfig {
+pub(crate) struct SimConfig {
     pub links: LinkOptions,
     pub faults: FaultOptions,
     pub auth0: Auth0Options,
@@ -241,7 +241,7 @@ pub struct SimConfig {
     about = "Vendor simulator for unlinker: Auth0, FusionAuth, Gigya and Newspark on one loopback port",
     long_about = None
 )]
-pub struct SimArgs {
+pub(crate) struct SimArgs {
     /// Port on 127.0.0.1 (0 = any free port); the first stdout line names it
     #[arg(long, default_value_t = 0)]
     pub port: u16,
@@ -299,13 +299,13 @@ impl Inner {
 }
 
 /// A configured simulator with its seeds loaded, ready to serve.
-pub struct Sim {
+pub(crate) struct Sim {
     inner: Arc<Inner>,
 }
 
 impl Sim {
     /// Check the configuration and load the seed files; errors name the flag, file or line.
-    pub fn new(config: SimConfig) -> anyhow::Result<Sim> {
+    pub(crate) fn new(config: SimConfig) -> anyhow::Result<Sim> {
         // Every simulated vendor: adding one is its file plus a line here.
         let endpoints: Vec<Box<dyn Endpoint>> = vec![
             Box::new(auth0::Auth0::new(&config.auth0)),
@@ -370,7 +370,7 @@ impl Sim {
     }
 
     /// Serve on `listener` until the task is dropped.
-    pub async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
+    pub(crate) async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
         let app = Router::new()
             .route("/_sim/counters", get(counters))
             .route("/_sim/log", get(log))
@@ -385,24 +385,6 @@ impl Sim {
         .await
         .context("the simulator's server failed")
     }
-}
-
-/// Build the simulator from `config` and serve it on `listener` until the task is dropped.
-pub async fn serve(config: SimConfig, listener: TcpListener) -> anyhow::Result<()> {
-    Sim::new(config)?.serve(listener).await
-}
-
-/// Start the simulator on an OS-chosen port of 127.0.0.1 in the current runtime; for in-process
-/// tests. Abort the handle to stop it.
-pub async fn spawn(
-    config: SimConfig,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
-    let sim = Sim::new(config)?;
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .context("cannot bind 127.0.0.1")?;
-    let addr = listener.local_addr()?;
-    Ok((addr, tokio::spawn(sim.serve(listener))))
 }
 
 /// Every request that is not introspection: a vendor call, or a 404 when no vendor owns the path.
