@@ -13,6 +13,7 @@ mod crash;
 mod input_limits;
 mod input_rows;
 mod jobfile;
+mod layout;
 mod no_false_outcome;
 mod paths;
 mod resume;
