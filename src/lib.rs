@@ -12,6 +12,9 @@
 //! - [`checkpoint`] (the journal), [`job`] (job file → settings), [`summary`], [`progress`];
 //! - [`pipeline`]: a run, wiring reader → lanes → consumer;
 //! - [`commands`] and [`cli`].
+//!
+//! The simulator, `unlinker-sim`, is a binary of its own (`src/bin/unlinker-sim/`, behind the
+//! default `sim` feature) and shares no code with the library.
 
 pub mod adapter;
 pub mod checkpoint;
@@ -27,6 +30,5 @@ pub mod pipeline;
 pub mod progress;
 pub mod report;
 pub mod row;
-pub mod sim;
 pub mod stop;
 pub mod summary;

@@ -27,12 +27,12 @@ use super::faults::Limited;
 use super::state::{Link, Op, OpKind, Store, lock};
 use super::vendor::{Answer, Record, Request, Vendor, field, param, required};
 
-pub const DEFAULT_API_KEY: &str = "sim-api-key";
-pub const DEFAULT_USER_KEY: &str = "sim-user-key";
+pub(crate) const DEFAULT_API_KEY: &str = "sim-api-key";
+pub(crate) const DEFAULT_USER_KEY: &str = "sim-user-key";
 /// base64 of `sim-secret-key`.
-pub const DEFAULT_SECRET: &str = "c2ltLXNlY3JldC1rZXk=";
+pub(crate) const DEFAULT_SECRET: &str = "c2ltLXNlY3JldC1rZXk=";
 /// How far a signed request's `timestamp` may be from the simulator's clock.
-pub const MAX_CLOCK_SKEW_SECS: i64 = 120;
+pub(crate) const MAX_CLOCK_SKEW_SECS: i64 = 120;
 
 const REMOVE_CONNECTION: &str = "/socialize.removeConnection";
 const GET_ACCOUNT_INFO: &str = "/accounts.getAccountInfo";
@@ -51,13 +51,13 @@ fn enc(s: &str) -> String {
 /// Gigya credentials and data-center behaviour.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 #[command(next_help_heading = "Gigya (SAP Customer Data Cloud)")]
-pub struct GigyaOptions {
+pub(crate) struct GigyaOptions {
     /// The site's API key (`apiKey`)
     #[arg(id = "gigya_api_key", long = "gigya-api-key", value_name = "KEY", default_value = DEFAULT_API_KEY)]
     pub api_key: String,
     /// The application's user key (`userKey`)
     #[arg(id = "gigya_user_key", long = "gigya-user-key", value_name = "KEY", default_value = DEFAULT_USER_KEY)]
-    pub user_key: String,
+    pub(crate) user_key: String,
     /// The user key's secret, base64 (sent as `secret`, or the HMAC key of `sig` once decoded)
     #[arg(id = "gigya_secret", long = "gigya-secret", value_name = "BASE64", default_value = DEFAULT_SECRET)]
     pub secret: String,

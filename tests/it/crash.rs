@@ -6,14 +6,12 @@
 //! is removed exactly once; a row that was in flight at a kill ends `unlinked` or `absent`
 //! "settled by read-back", never anything else.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use rand::RngExt;
 
 const ROWS: usize = 400;

@@ -2,14 +2,12 @@
 //! vendor halts without failing rows, named waits are bounded, a broken stderr changes nothing,
 //! SIGHUP drains like SIGTERM, and an internal failure never ends as "complete".
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -1,8 +1,6 @@
 //! Guard rails: job-file errors, exit codes for usage, every shipped job parses, README = --help.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 
 #[test]
 fn missing_variable_is_refused_naming_it() {

@@ -1,13 +1,11 @@
 //! Inputs that can be read only once (stdin, `/dev/stdin`, process substitution, a FIFO) and
 //! records too long to hold, through the real binary against the simulator on loopback.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 
 /// How the input reaches `--input`.
 #[derive(Debug, Clone, Copy)]

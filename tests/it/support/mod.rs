@@ -1,15 +1,17 @@
-//! Helpers shared by the integration tests: run the real binaries, write jobs, read reports.
-#![allow(dead_code)]
+//! Helpers shared by the integration tests: run the real `unlinker`, write jobs, read reports,
+//! and (in [`sim`]) start the real `unlinker-sim`.
+
+mod sim;
+
+pub use sim::{Sim, client, client_with_timeout, start_failure};
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 pub const UNLINKER: &str = env!("CARGO_BIN_EXE_unlinker");
-pub const SIM: &str = env!("CARGO_BIN_EXE_unlinker-sim");
 
 /// The output of one `unlinker` run.
 pub struct Run {
@@ -49,94 +51,6 @@ pub async fn unlinker_async(args: Vec<String>, env: Vec<(String, String)>) -> Ru
     })
     .await
     .unwrap()
-}
-
-/// A running `unlinker-sim`, killed on drop.
-pub struct Sim {
-    pub child: Child,
-    pub url: String,
-}
-
-impl Sim {
-    pub fn start(args: &[&str]) -> Sim {
-        let mut child = Command::new(SIM)
-            .args(["--port", "0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start unlinker-sim");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected sim banner: {line:?}"))
-            .to_string();
-        Sim { child, url }
-    }
-
-    /// GET a simulator path and parse the JSON answer.
-    pub fn get_json(&self, path: &str) -> serde_json::Value {
-        let body = http_get(&format!("{}{path}", self.url));
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad JSON from {path}: {e}: {body}"))
-    }
-
-    pub fn counters(&self) -> serde_json::Value {
-        self.get_json("/_sim/counters")
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A minimal HTTP/1.1 GET over loopback (keeps the tests free of an async client).
-pub fn http_get(url: &str) -> String {
-    let rest = url.strip_prefix("http://").expect("http URL");
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
-    let mut stream = TcpStream::connect(host).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP answer");
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    }
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = &rest[n + 2..];
-    }
-    out
 }
 
 /// Write `text` to `dir/name` and return the path.
@@ -263,38 +177,6 @@ pub async fn wait_for_requests(server: &wiremock::MockServer, n: usize) {
     }
 }
 
-// ---- Added for tests/vendors.rs and tests/check.rs ----
-
-impl Sim {
-    /// `GET /_sim/log`: the vendor requests the simulator received, oldest first.
-    pub fn log(&self) -> Vec<serde_json::Value> {
-        match self.get_json("/_sim/log") {
-            serde_json::Value::Array(entries) => entries,
-            other => panic!("/_sim/log is not a list: {other}"),
-        }
-    }
-
-    /// `GET /_sim/links?vendor=VENDOR`: the keys currently linked, sorted.
-    pub fn links(&self, vendor: &str) -> Vec<String> {
-        serde_json::from_value(self.get_json(&format!("/_sim/links?vendor={vendor}")))
-            .expect("links are a list of strings")
-    }
-
-    /// `keys.VENDOR.KEY.FIELD` of `/_sim/counters` (0 when the key was never seen).
-    pub fn key_count(&self, vendor: &str, key: &str, field: &str) -> u64 {
-        self.counters()["keys"][vendor][key][field]
-            .as_u64()
-            .unwrap_or(0)
-    }
-
-    /// `vendors.VENDOR.FIELD` of `/_sim/counters`.
-    pub fn vendor_count(&self, vendor: &str, field: &str) -> u64 {
-        self.counters()["vendors"][vendor][field]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no counter vendors.{vendor}.{field}"))
-    }
-}
-
 /// Decode `k=v&...` (a form body or a raw query), `+` and `%XX` decoded.
 pub fn decode_pairs(text: &str) -> Vec<(String, String)> {
     url::form_urlencoded::parse(text.as_bytes())
@@ -330,8 +212,6 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 pub fn parse_time(text: &str) -> std::time::SystemTime {
     humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("bad RFC 3339 time {text:?}: {e}"))
 }
-
-// ---- Added for tests/input_limits.rs ----
 
 /// A command that runs past this fails its test instead of hanging it.
 pub const RUN_DEADLINE: Duration = Duration::from_secs(60);
@@ -443,8 +323,6 @@ pub fn wait_sampling_peak_rss(mut child: Child) -> (Run, u64) {
     };
     (run, peak)
 }
-
-// ---- Added for tests/paths.rs and tests/jobfile.rs ----
 
 /// `secret` in every encoding the product applies (SPEC section 8): raw, percent-encoded (RFC
 /// 3986, as the adapters do), form-encoded (`+` for space), JSON-escaped, and base64 (standard

@@ -1,12 +1,10 @@
 //! The vendor simulator, driven through the real `unlinker-sim` binary over loopback HTTP.
 
-mod common_sim;
-
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::support::{Sim, client, client_with_timeout, start_failure, write};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common_sim::{SimProcess, client, client_with_timeout, start_failure, write_file};
 use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
@@ -32,15 +30,15 @@ fn inexistent_user() -> Value {
 }
 
 /// A simulator seeded with `seed` (written as `name`), keeping the temp dir alive.
-fn seeded(name: &str, seed: &str, args: &[&str]) -> (SimProcess, tempfile::TempDir) {
+fn seeded(name: &str, seed: &str, args: &[&str]) -> (Sim, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_file(dir.path(), name, seed);
+    let path = write(dir.path(), name, seed);
     let mut all = vec!["--seed", path.to_str().unwrap()];
     all.extend_from_slice(args);
-    (SimProcess::start(&all), dir)
+    (Sim::start(&all), dir)
 }
 
-async fn auth0_delete(sim: &SimProcess, path: &str, token: &str) -> reqwest::Response {
+async fn auth0_delete(sim: &Sim, path: &str, token: &str) -> reqwest::Response {
     client()
         .delete(sim.url(path))
         .bearer_auth(token)
@@ -106,8 +104,8 @@ async fn auth0_unlinks_once_and_reads_follow() {
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     assert_eq!(unknown.json::<Value>().await.unwrap(), inexistent_user());
 
-    assert_eq!(sim.links("auth0").await, ["auth0|5f7c/github/99"]);
-    let counters = sim.counters().await;
+    assert_eq!(sim.links("auth0"), ["auth0|5f7c/github/99"]);
+    let counters = sim.counters();
     let auth0 = &counters["vendors"]["auth0"];
     assert_eq!(auth0["requests"], 7);
     assert_eq!(auth0["unlink_calls"], 2);
@@ -168,7 +166,7 @@ async fn auth0_tokens_static_and_issued() {
     let ok = auth0_delete(&sim, LINK_12, access).await;
     assert_eq!(ok.status(), StatusCode::OK);
 
-    let counters = sim.counters().await;
+    let counters = sim.counters();
     assert_eq!(counters["vendors"]["auth0"]["token_calls"], 2);
     assert_eq!(counters["vendors"]["auth0"]["unauthorized"], 3);
     assert_eq!(counters["vendors"]["auth0"]["removed"], 1);
@@ -198,7 +196,7 @@ async fn auth0_expired_tokens_are_refused() {
     assert_eq!(issued["expires_in"], 0);
     let refused = auth0_delete(&sim, LINK_12, issued["access_token"].as_str().unwrap()).await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(sim.links("auth0").await.len(), 2);
+    assert_eq!(sim.links("auth0").len(), 2);
 }
 
 #[tokio::test]
@@ -233,7 +231,7 @@ async fn auth0_rate_limit_answer() {
         limited.json::<Value>().await.unwrap(),
         json!({"statusCode":429,"error":"Too Many Requests","message":"Global limit has been reached","errorCode":"too_many_requests"})
     );
-    let counters = sim.counters().await;
+    let counters = sim.counters();
     assert_eq!(counters["vendors"]["auth0"]["requests"], 3);
     assert_eq!(counters["vendors"]["auth0"]["rate_limited"], 1);
     assert_eq!(counters["vendors"]["auth0"]["removed"], 1);
@@ -306,7 +304,7 @@ async fn fusionauth_unlink_read_and_refusals() {
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(limited.headers().get("retry-after").is_none());
 
-    let counters = sim.counters().await;
+    let counters = sim.counters();
     let fa = &counters["vendors"]["fusionauth"];
     assert_eq!(fa["requests"], 5);
     assert_eq!(fa["unlink_calls"], 3);
@@ -314,12 +312,12 @@ async fn fusionauth_unlink_read_and_refusals() {
     assert_eq!(fa["removed"], 1);
     assert_eq!(fa["unauthorized"], 1);
     assert_eq!(fa["rate_limited"], 1);
-    assert!(sim.links("fusionauth").await.is_empty());
+    assert!(sim.links("fusionauth").is_empty());
 }
 
 #[tokio::test]
 async fn fusionauth_validation_errors() {
-    let sim = SimProcess::start(&[]);
+    let sim = Sim::start(&[]);
     let bad = client()
         .delete(sim.url("/api/identity-provider/link"))
         .header("Authorization", "sim-fusionauth-key")
@@ -376,7 +374,7 @@ fn with(mut form: Vec<(String, String)>, name: &str, value: &str) -> Vec<(String
     form
 }
 
-async fn gigya(sim: &SimProcess, method: &str, form: &[(String, String)]) -> Value {
+async fn gigya(sim: &Sim, method: &str, form: &[(String, String)]) -> Value {
     let r = client()
         .post(sim.url(&format!("/{method}")))
         .form(form)
@@ -498,9 +496,9 @@ async fn gigya_remove_connection_with_secret() {
     // No provider: every connection goes.
     let all = gigya(&sim, "socialize.removeConnection", &remove("u1", None)).await;
     assert_eq!(all["errorCode"], 0);
-    assert!(sim.links("gigya").await.is_empty());
+    assert!(sim.links("gigya").is_empty());
 
-    let counters = sim.counters().await;
+    let counters = sim.counters();
     assert_eq!(counters["vendors"]["gigya"]["unlink_calls"], 8);
     assert_eq!(counters["vendors"]["gigya"]["reads"], 2);
     assert_eq!(counters["vendors"]["gigya"]["removed"], 3);
@@ -534,7 +532,7 @@ fn gigya_sign(url: &str, params: &[(String, String)], secret_b64: &str) -> Strin
     BASE64.encode(mac.finalize().into_bytes())
 }
 
-fn signed(sim: &SimProcess, form: Vec<(String, String)>, timestamp: u64) -> Vec<(String, String)> {
+fn signed(sim: &Sim, form: Vec<(String, String)>, timestamp: u64) -> Vec<(String, String)> {
     let form = with(form, "timestamp", &timestamp.to_string());
     let nonce = format!("n-{timestamp}-{}", form.len());
     let form = with(form, "nonce", &nonce);
@@ -565,8 +563,8 @@ async fn gigya_signed_requests() {
     let expired = gigya(&sim, "socialize.removeConnection", &stale).await;
     assert_eq!(expired["errorCode"], 403002);
 
-    assert_eq!(sim.links("gigya").await, ["lonely/facebook", "u1/apple"]);
-    assert_eq!(sim.counters().await["vendors"]["gigya"]["unauthorized"], 2);
+    assert_eq!(sim.links("gigya"), ["lonely/facebook", "u1/apple"]);
+    assert_eq!(sim.counters()["vendors"]["gigya"]["unauthorized"], 2);
 }
 
 #[tokio::test]
@@ -582,22 +580,19 @@ async fn gigya_rate_limit_wrong_dc_and_errors() {
     let second = gigya(&limited, "socialize.removeConnection", &form).await;
     assert_eq!(second["errorCode"], 403048);
     assert_eq!(second["errorMessage"], "Api rate limit exceeded");
-    assert_eq!(
-        limited.counters().await["vendors"]["gigya"]["rate_limited"],
-        1
-    );
+    assert_eq!(limited.counters()["vendors"]["gigya"]["rate_limited"], 1);
 
     let (moved, _d2) = seeded("g.csv", GIGYA_SEED, &["--gigya-wrong-dc", "eu1"]);
     let answer = gigya(&moved, "socialize.removeConnection", &form).await;
     assert_eq!(answer["errorCode"], 301001);
     assert_eq!(answer["apiDomain"], "eu1.gigya.com");
-    assert_eq!(moved.links("gigya").await.len(), 3);
+    assert_eq!(moved.links("gigya").len(), 3);
 
     let (failing, _d3) = seeded("g.csv", GIGYA_SEED, &["--error-rate", "1"]);
     let answer = gigya(&failing, "socialize.removeConnection", &form).await;
     assert_eq!(answer["errorCode"], 500001);
-    assert_eq!(failing.links("gigya").await.len(), 3);
-    assert_eq!(failing.counters().await["vendors"]["gigya"]["errors"], 1);
+    assert_eq!(failing.links("gigya").len(), 3);
+    assert_eq!(failing.counters()["vendors"]["gigya"]["errors"], 1);
 }
 
 const NEWSPARK_SEED: &str = "{\"vhost\":12,\"uid\":345,\"external_id_provider_name\":\"Facebook\"}\n\
@@ -670,7 +665,7 @@ async fn newspark_redirects() {
         location(&again).as_deref(),
         Some("/unlinker/failed?error=not_linked")
     );
-    assert_eq!(sim.links("newspark").await, ["12/345/janrain/yahoo"]);
+    assert_eq!(sim.links("newspark"), ["12/345/janrain/yahoo"]);
 
     let absolute = with(
         newspark_form("janrain", "yahoo", Some("ft1")),
@@ -682,9 +677,9 @@ async fn newspark_redirects() {
         location(&ok).as_deref(),
         Some("https://site.example/done?x=1")
     );
-    assert!(sim.links("newspark").await.is_empty());
+    assert!(sim.links("newspark").is_empty());
 
-    let counters = sim.counters().await;
+    let counters = sim.counters();
     assert_eq!(counters["vendors"]["newspark"]["unauthorized"], 2);
     assert_eq!(counters["vendors"]["newspark"]["removed"], 2);
     assert_eq!(
@@ -708,7 +703,7 @@ async fn counters_log_and_reset() {
     let other = client().get(sim.url("/not/a/vendor")).send().await.unwrap();
     assert_eq!(other.status(), StatusCode::NOT_FOUND);
 
-    let log = sim.get_json("/_sim/log").await;
+    let log = sim.get_json("/_sim/log");
     let entries = log.as_array().unwrap();
     assert_eq!(entries.len(), 2, "only vendor requests are logged: {log}");
     let first = &entries[0];
@@ -734,12 +729,12 @@ async fn counters_log_and_reset() {
     );
     assert!(0.0 < t0 && t0 <= t1, "{t0} {t1}");
 
-    let counters = sim.counters().await;
+    let counters = sim.counters();
     assert_eq!(counters["vendors"]["auth0"]["requests"], 1);
     assert_eq!(counters["vendors"]["gigya"]["requests"], 1);
     assert_eq!(counters["vendors"]["gigya"]["unauthorized"], 1);
     assert_eq!(counters["vendors"]["fusionauth"]["requests"], 0);
-    let brief = sim.get_json("/_sim/counters?keys=false").await;
+    let brief = sim.get_json("/_sim/counters?keys=false");
     assert!(brief.get("keys").is_none());
     assert_eq!(brief["vendors"], counters["vendors"]);
 
@@ -749,12 +744,12 @@ async fn counters_log_and_reset() {
         .await
         .unwrap();
     assert_eq!(reset.status(), StatusCode::NO_CONTENT);
-    let counters = sim.counters().await;
+    let counters = sim.counters();
     assert_eq!(counters["vendors"]["auth0"]["requests"], 0);
     assert_eq!(counters["keys"]["auth0"], json!({}));
     // Links and the log stay.
-    assert_eq!(sim.links("auth0").await, ["auth0|5f7c/github/99"]);
-    assert_eq!(sim.get_json("/_sim/log").await.as_array().unwrap().len(), 2);
+    assert_eq!(sim.links("auth0"), ["auth0|5f7c/github/99"]);
+    assert_eq!(sim.get_json("/_sim/log").as_array().unwrap().len(), 2);
 
     let bad = client()
         .get(sim.url("/_sim/links?vendor=okta"))
@@ -766,7 +761,7 @@ async fn counters_log_and_reset() {
 
 #[tokio::test]
 async fn all_linked_links_exist_until_removed_once() {
-    let sim = SimProcess::start(&["--all-linked"]);
+    let sim = Sim::start(&["--all-linked"]);
     let read = || async {
         client()
             .get(sim.url("/api/v2/users/auth0%7Cany"))
@@ -831,7 +826,7 @@ async fn all_linked_links_exist_until_removed_once() {
         gigya(&sim, "socialize.removeConnection", &gigya_form).await["errorCode"],
         400006
     );
-    assert_eq!(sim.counters().await["vendors"]["auth0"]["removed"], 2);
+    assert_eq!(sim.counters()["vendors"]["auth0"]["removed"], 2);
 }
 
 #[tokio::test]
@@ -840,8 +835,8 @@ async fn error_rate_changes_nothing() {
     let r = auth0_delete(&sim, LINK_12, "sim-token").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.json::<Value>().await.unwrap()["statusCode"], 503);
-    assert_eq!(sim.links("auth0").await.len(), 2);
-    let counters = sim.counters().await;
+    assert_eq!(sim.links("auth0").len(), 2);
+    let counters = sim.counters();
     assert_eq!(counters["vendors"]["auth0"]["errors"], 1);
     assert_eq!(counters["vendors"]["auth0"]["removed"], 0);
     assert_eq!(counters["vendors"]["auth0"]["requests"], 1);
@@ -858,10 +853,10 @@ async fn dropped_connections_still_apply_the_change() {
         .expect_err("the connection is cut without an answer");
     assert!(!err.is_timeout(), "{err:?}");
     assert!(err.status().is_none(), "{err:?}");
-    assert_eq!(sim.links("auth0").await, ["auth0|5f7c/github/99"]);
-    let log = sim.get_json("/_sim/log").await;
+    assert_eq!(sim.links("auth0"), ["auth0|5f7c/github/99"]);
+    let log = sim.get_json("/_sim/log");
     assert_eq!(log[0]["status"], Value::Null);
-    assert_eq!(sim.counters().await["vendors"]["auth0"]["dropped"], 1);
+    assert_eq!(sim.counters()["vendors"]["auth0"]["dropped"], 1);
 }
 
 #[tokio::test]
@@ -874,8 +869,8 @@ async fn slow_answers_outlast_the_client_and_latency_is_added() {
         .await
         .expect_err("the answer comes after the client's timeout");
     assert!(err.is_timeout(), "{err:?}");
-    assert_eq!(slow.links("auth0").await, ["auth0|5f7c/github/99"]);
-    assert_eq!(slow.counters().await["vendors"]["auth0"]["slow"], 1);
+    assert_eq!(slow.links("auth0"), ["auth0|5f7c/github/99"]);
+    assert_eq!(slow.counters()["vendors"]["auth0"]["slow"], 1);
 
     let (late, _d2) = seeded("s.csv", AUTH0_SEED, &["--latency", "200ms"]);
     let started = Instant::now();
@@ -884,14 +879,14 @@ async fn slow_answers_outlast_the_client_and_latency_is_added() {
     assert!(started.elapsed() >= Duration::from_millis(200));
     // Introspection is not delayed.
     let started = Instant::now();
-    late.counters().await;
+    late.counters();
     assert!(started.elapsed() < Duration::from_millis(200));
 }
 
 #[tokio::test]
 async fn seeds_from_csv_and_jsonl() {
     let dir = tempfile::tempdir().unwrap();
-    let csv = write_file(
+    let csv = write(
         dir.path(),
         "mixed.csv",
         &format!(
@@ -904,13 +899,13 @@ async fn seeds_from_csv_and_jsonl() {
             FA_IDP
         ),
     );
-    let jsonl = write_file(
+    let jsonl = write(
         dir.path(),
         "more.jsonl",
         "{\"uid\":1,\"vhost\":2,\"external_id_provider_name\":\"Sheridan Staff\"}\n\n\
          {\"vendor\":\"gigya\",\"uid\":5,\"provider\":\"apple\"}\n",
     );
-    let sim = SimProcess::start(&[
+    let sim = Sim::start(&[
         "--seed",
         csv.to_str().unwrap(),
         "--seed",
@@ -918,22 +913,16 @@ async fn seeds_from_csv_and_jsonl() {
         "--seed-vendor",
         "newspark",
     ]);
-    assert_eq!(
-        sim.links("auth0").await,
-        ["auth0|a/apple/2", "auth0|b/github/1"]
-    );
-    assert_eq!(
-        sim.links("fusionauth").await,
-        [format!("{FA_USER}/{FA_IDP}/ext")]
-    );
-    assert_eq!(sim.links("gigya").await, ["5/apple", "77/facebook"]);
-    assert_eq!(sim.links("newspark").await, ["2/1/sheridan staff/none"]);
+    assert_eq!(sim.links("auth0"), ["auth0|a/apple/2", "auth0|b/github/1"]);
+    assert_eq!(sim.links("fusionauth"), [format!("{FA_USER}/{FA_IDP}/ext")]);
+    assert_eq!(sim.links("gigya"), ["5/apple", "77/facebook"]);
+    assert_eq!(sim.links("newspark"), ["2/1/sheridan staff/none"]);
 }
 
 #[test]
 fn bad_seeds_stop_the_start() {
     let dir = tempfile::tempdir().unwrap();
-    let seed = write_file(
+    let seed = write(
         dir.path(),
         "bad.csv",
         "vendor,uid,provider\ngigya,u1,facebook\nokta,u2,x\n",
@@ -945,7 +934,7 @@ fn bad_seeds_stop_the_start() {
         "stderr: {err}"
     );
 
-    let seed = write_file(
+    let seed = write(
         dir.path(),
         "missing.jsonl",
         "{\"vendor\":\"auth0\",\"user_id\":\"u\"}\n",

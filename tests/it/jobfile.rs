@@ -2,11 +2,9 @@
 //! every missing variable named at once, names and base URLs that are refused, numbers that
 //! would crash the limiter.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::support::*;
 
 /// A dry-run Auth0 job (no network) with `vendor` and `retry` lines added.
 fn job(dir: &Path, name: &str, vendor: &str, retry: &str) -> PathBuf {

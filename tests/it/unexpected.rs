@@ -7,15 +7,13 @@
 //! row pending, with no outcome in the report. The same holds for reads: `--check`, and the
 //! read-back that settles a row left in doubt by a crash.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

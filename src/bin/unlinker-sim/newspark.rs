@@ -12,7 +12,7 @@ use super::faults::Limited;
 use super::state::{Link, Op, OpKind, Store};
 use super::vendor::{Answer, Record, Request, Vendor, field, param, required};
 
-pub const DEFAULT_SESSION: &str = "session=sim-session";
+pub(crate) const DEFAULT_SESSION: &str = "session=sim-session";
 
 const UNLINK_PATH: &str = "/action/v2/unlinkaccount";
 const LOGIN_REDIRECT: &str = "/login?next=%2Faction%2Fv2%2Funlinkaccount";
@@ -22,7 +22,7 @@ const FALLBACK_REDIRECT: &str = "/";
 /// The session Newspark accepts.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 #[command(next_help_heading = "Newspark")]
-pub struct NewsparkOptions {
+pub(crate) struct NewsparkOptions {
     /// Cookie pair(s) the `Cookie` header must hold, e.g. "session=abc"
     #[arg(id = "newspark_session", long = "newspark-session", value_name = "COOKIE", default_value = DEFAULT_SESSION)]
     pub session: String,

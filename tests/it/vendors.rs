@@ -6,13 +6,11 @@
 //! credentials). Then several vendors in one job: a rate-limited vendor does not hold up the
 //! others, and Auth0's `delete_unlinked_user` second step.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use crate::support::*;
 use serde_json::Value;
 
 const FA_KEY: &str = "sim-fusionauth-key";

@@ -18,10 +18,10 @@ use super::faults::Limited;
 use super::state::{Link, Op, OpKind, Store, key_of, lock};
 use super::vendor::{Answer, Record, Request, Vendor, field, param, required};
 
-pub const DEFAULT_TOKEN: &str = "sim-token";
-pub const DEFAULT_CLIENT_ID: &str = "sim-client";
-pub const DEFAULT_CLIENT_SECRET: &str = "sim-client-secret";
-pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(86_400);
+pub(crate) const DEFAULT_TOKEN: &str = "sim-token";
+pub(crate) const DEFAULT_CLIENT_ID: &str = "sim-client";
+pub(crate) const DEFAULT_CLIENT_SECRET: &str = "sim-client-secret";
+pub(crate) const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(86_400);
 
 const USERS: &str = "/api/v2/users/";
 const TOKEN_PATH: &str = "/oauth/token";
@@ -29,7 +29,7 @@ const TOKEN_PATH: &str = "/oauth/token";
 /// Auth0 credentials the simulator accepts.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 #[command(next_help_heading = "Auth0")]
-pub struct Auth0Options {
+pub(crate) struct Auth0Options {
     /// Static Management API token accepted as `Authorization: Bearer TOKEN`
     #[arg(id = "auth0_token", long = "auth0-token", value_name = "TOKEN", default_value = DEFAULT_TOKEN)]
     pub token: String,

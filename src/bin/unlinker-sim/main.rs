@@ -1,10 +1,14 @@
-//! The vendor simulator behind `unlinker-sim`: a real HTTP server on loopback that speaks every
-//! vendor's unlink API (plus the reads and the Auth0 token endpoint the runner uses), keeps state,
-//! misbehaves on demand and tells what it received.
+//! `unlinker-sim`: the vendor simulator as a program. Parses the flags, binds 127.0.0.1, prints
+//! `listening on http://127.0.0.1:PORT` as its only stdout line, and serves until SIGINT/SIGTERM.
+//! Logs go to stderr (`RUST_LOG`, default `warn`).
 //!
-//! Tests, benchmarks and the README's demo run against it instead of real tenants. It is written
-//! from VENDORS.md without using the client adapters in `crate::vendor`, so a test against it
-//! checks the adapters rather than agreeing with them by construction.
+//! A real HTTP server on loopback that speaks every vendor's unlink API (plus the reads and the
+//! Auth0 token endpoint the runner uses), keeps state, misbehaves on demand and tells what it
+//! received. Tests, benchmarks and the README's demo run against it instead of real tenants. It is
+//! written from VENDORS.md and imports nothing from the `unlinker` library (a test checks this), so
+//! a test against it checks the client adapters rather than agreeing with them by construction.
+//! It is its own binary's modules, built only with the `sim` feature, so the product never links
+//! its HTTP server.
 //!
 //! All vendors share one port (their paths do not collide). Each is one file implementing
 //! [`vendor::Vendor`] and one line in [`Sim::new`]'s list; the pipeline in
@@ -25,8 +29,10 @@ mod state;
 mod vendor;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::io::Write;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,31 +42,102 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use clap::Parser;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
 
-pub use auth0::Auth0Options;
-pub use faults::RateLimit;
-pub use fusionauth::FusionAuthOptions;
-pub use gigya::GigyaOptions;
-pub use newspark::NewsparkOptions;
+use auth0::Auth0Options;
+use faults::RateLimit;
+use fusionauth::FusionAuthOptions;
+use gigya::GigyaOptions;
+use newspark::NewsparkOptions;
 
 use conn::{CuttableListener, Cutter};
 use faults::{Bucket, Dice};
 use state::{Log, LogEntry, Store};
 use vendor::{Endpoint, Fate, Request};
 
+fn main() -> ExitCode {
+    let args = SimArgs::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("unlinker-sim: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(args));
+    // Slow answers may still be sleeping: do not wait for them.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unlinker-sim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: SimArgs) -> anyhow::Result<()> {
+    let port = args.port;
+    let sim = Sim::new(args.into())?;
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let addr = listener.local_addr()?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{addr}")?;
+        out.flush()?;
+    }
+    tokio::select! {
+        result = sim.serve(listener) => result,
+        () = shutdown_signal() => Ok(()),
+    }
+}
+
+/// SIGINT or SIGTERM (Ctrl-C elsewhere).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// How many vendor requests `/_sim/log` keeps.
-pub const DEFAULT_LOG_CAPACITY: usize = 10_000;
+pub(crate) const DEFAULT_LOG_CAPACITY: usize = 10_000;
 /// `--slow`: long enough to be past any sensible client timeout.
-pub const DEFAULT_SLOW: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_SLOW: Duration = Duration::from_secs(120);
 /// Largest request body read.
 const MAX_BODY: usize = 1 << 20;
 /// How much of a body `/_sim/log` keeps (bounds the log's memory).
 const MAX_LOGGED_BODY: usize = 64 << 10;
 
 /// A duration flag: whole seconds (`86400`) or a humantime duration (`50ms`, `2m`).
-pub fn duration_arg(s: &str) -> Result<Duration, String> {
+pub(crate) fn duration_arg(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
@@ -80,7 +157,7 @@ fn share_arg(s: &str) -> Result<f64, String> {
 /// Which links exist at the start.
 #[derive(Debug, Clone, Default, PartialEq, clap::Args)]
 #[command(next_help_heading = "Links")]
-pub struct LinkOptions {
+pub(crate) struct LinkOptions {
     /// Links to start with: CSV with a header, or JSONL (.jsonl/.ndjson); repeatable
     ///
     /// Each record has a `vendor` field (auth0, fusionauth, gigya, newspark) and that vendor's input
@@ -101,7 +178,7 @@ pub struct LinkOptions {
 /// Misbehaviour on demand.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 #[command(next_help_heading = "Faults")]
-pub struct FaultOptions {
+pub(crate) struct FaultOptions {
     /// Added to every vendor answer, e.g. 50ms
     #[arg(long, value_name = "DUR", default_value = "0ms", value_parser = duration_arg)]
     pub latency: Duration,
@@ -147,7 +224,7 @@ impl Default for FaultOptions {
 /// Everything the simulator can be told. `Default` is: no links, no faults, the default
 /// credentials of every vendor.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct SimConfig {
+pub(crate) struct SimConfig {
     pub links: LinkOptions,
     pub faults: FaultOptions,
     pub auth0: Auth0Options,
@@ -164,7 +241,7 @@ pub struct SimConfig {
     about = "Vendor simulator for unlinker: Auth0, FusionAuth, Gigya and Newspark on one loopback port",
     long_about = None
 )]
-pub struct SimArgs {
+pub(crate) struct SimArgs {
     /// Port on 127.0.0.1 (0 = any free port); the first stdout line names it
     #[arg(long, default_value_t = 0)]
     pub port: u16,
@@ -222,13 +299,13 @@ impl Inner {
 }
 
 /// A configured simulator with its seeds loaded, ready to serve.
-pub struct Sim {
+pub(crate) struct Sim {
     inner: Arc<Inner>,
 }
 
 impl Sim {
     /// Check the configuration and load the seed files; errors name the flag, file or line.
-    pub fn new(config: SimConfig) -> anyhow::Result<Sim> {
+    pub(crate) fn new(config: SimConfig) -> anyhow::Result<Sim> {
         // Every simulated vendor: adding one is its file plus a line here.
         let endpoints: Vec<Box<dyn Endpoint>> = vec![
             Box::new(auth0::Auth0::new(&config.auth0)),
@@ -293,7 +370,7 @@ impl Sim {
     }
 
     /// Serve on `listener` until the task is dropped.
-    pub async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
+    pub(crate) async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
         let app = Router::new()
             .route("/_sim/counters", get(counters))
             .route("/_sim/log", get(log))
@@ -308,24 +385,6 @@ impl Sim {
         .await
         .context("the simulator's server failed")
     }
-}
-
-/// Build the simulator from `config` and serve it on `listener` until the task is dropped.
-pub async fn serve(config: SimConfig, listener: TcpListener) -> anyhow::Result<()> {
-    Sim::new(config)?.serve(listener).await
-}
-
-/// Start the simulator on an OS-chosen port of 127.0.0.1 in the current runtime; for in-process
-/// tests. Abort the handle to stop it.
-pub async fn spawn(
-    config: SimConfig,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
-    let sim = Sim::new(config)?;
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .context("cannot bind 127.0.0.1")?;
-    let addr = listener.local_addr()?;
-    Ok((addr, tokio::spawn(sim.serve(listener))))
 }
 
 /// Every request that is not introspection: a vendor call, or a 404 when no vendor owns the path.

@@ -1,13 +1,11 @@
 //! Checkpoints and resume: --limit, --retry-failed, already complete, changed input, --fresh, the
 //! lock, SIGTERM drain, and in-doubt rows settled by read-back — the real binary, real servers.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use std::collections::BTreeSet;
 use wiremock::matchers::{method, path, path_regex};
 

@@ -14,14 +14,14 @@ use super::faults::Limited;
 use super::state::{Link, Op, OpKind, Store, key_of};
 use super::vendor::{Answer, Record, Request, Vendor, param, required};
 
-pub const DEFAULT_API_KEY: &str = "sim-fusionauth-key";
+pub(crate) const DEFAULT_API_KEY: &str = "sim-fusionauth-key";
 
 const LINK_PATH: &str = "/api/identity-provider/link";
 
 /// FusionAuth credentials the simulator accepts.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 #[command(next_help_heading = "FusionAuth")]
-pub struct FusionAuthOptions {
+pub(crate) struct FusionAuthOptions {
     /// API key accepted as the bare `Authorization` header
     #[arg(id = "fusionauth_api_key", long = "fusionauth-api-key", value_name = "KEY", default_value = DEFAULT_API_KEY)]
     pub api_key: String,

@@ -1,8 +1,6 @@
 //! Malformed rows, duplicates and line numbers, through the real binary (dry runs: no network).
 
-mod common;
-
-use common::*;
+use crate::support::*;
 
 fn dry_run(
     dir: &std::path::Path,

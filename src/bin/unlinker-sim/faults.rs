@@ -15,7 +15,7 @@ use super::state::lock;
 
 /// `--rate-limit VENDOR=RATE[/BURST]`: a token bucket for one vendor type.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     pub vendor: String,
     /// Requests per second.
     pub rate: f64,

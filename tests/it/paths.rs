@@ -2,15 +2,13 @@
 //! outputs that would overwrite the input or each other, symbolic links, a report left without
 //! its checkpoint, a checkpoint removed under a running job, huge rows, echoed secrets.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 

@@ -5,12 +5,10 @@
 //! simulator's log and links prove it), the real checkpoint and report are never touched, and the
 //! summary estimates the real run's duration per vendor.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::support::*;
 use serde_json::Value;
 
 const FA_KEY: &str = "sim-fusionauth-key";
