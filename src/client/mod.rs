@@ -19,7 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::adapter::{Class, Prepared, Verdict, WireAnswer};
+use crate::adapter::{Class, Prepared, Verdict, WireAnswer, WireRequest};
 use crate::job::{RetrySettings, Secrets, VendorSettings};
 use crate::stop::Stop;
 use limit::Limiter;
@@ -100,6 +100,35 @@ impl CallLog {
     }
 }
 
+/// Where one attempt of a call stands.
+struct Turn {
+    line: u64,
+    kind: CallKind,
+    /// Whether the row was in doubt before this attempt (restored when the vendor cannot have
+    /// acted on it).
+    doubt_before: bool,
+}
+
+/// One attempt's result: the verdict or the transport failure, and for an unexpected answer the
+/// quoted detail for the halt message.
+struct Sent {
+    result: Result<Verdict, TransportError>,
+    unexpected: String,
+}
+
+/// The text a class carries (its message), for messages built from it.
+fn class_text(class: Class) -> String {
+    match class {
+        Class::Absent(m)
+        | Class::Failed(m)
+        | Class::Retry(m)
+        | Class::Reauth(m)
+        | Class::Halt(m)
+        | Class::Unexpected(m) => m,
+        other => other.name().to_string(),
+    }
+}
+
 /// One vendor of a run: its adapter, limiter, shared token and the run's retry rules.
 pub(crate) struct VendorClient {
     pub(crate) vendor: VendorSettings,
@@ -165,8 +194,6 @@ impl VendorClient {
         kind: CallKind,
         budget: &mut u32,
     ) -> Result<Answered, Stopped> {
-        let adapter = &self.vendor.adapter;
-        let name = &self.vendor.name;
         // A lost answer to a first step is settled by read-back where the vendor can read.
         let settles = kind == CallKind::Step(0) && self.can_read(row);
         let mut reauthed = false;
@@ -180,7 +207,7 @@ impl VendorClient {
             // The token is read only now that the call may go: a call that waited for its slot
             // never sends a token that expired or was refused meanwhile.
             let generation = self.tokens.generation();
-            let token = match self.tokens.current(adapter.as_ref()).await {
+            let token = match self.tokens.current(self.vendor.adapter.as_ref()).await {
                 TokenState::NotUsed => None,
                 TokenState::Valid(t) => Some(t),
                 TokenState::Missing => {
@@ -190,193 +217,252 @@ impl VendorClient {
                 }
             };
             let request = match kind {
-                CallKind::Step(s) => adapter.build(row, s, token.as_deref()),
-                CallKind::Read => match adapter.read(row, token.as_deref()) {
+                CallKind::Step(s) => self.vendor.adapter.build(row, s, token.as_deref()),
+                CallKind::Read => match self.vendor.adapter.read(row, token.as_deref()) {
                     Some(r) => r,
                     None => {
-                        let verdict =
-                            Verdict::new(Class::Failed("this vendor has no read API".into()));
-                        return Ok(Answered::Verdict(verdict));
+                        let failed = Class::Failed("this vendor has no read API".into());
+                        return Ok(Answered::Verdict(Verdict::new(failed)));
                     }
                 },
             };
-            log.request = self.secrets.scrub(&request.describe());
-            let doubt_before = log.in_doubt;
-            if let CallKind::Step(step) = kind {
-                if !rec.intent(line, step).await {
-                    return Err(Stopped);
-                }
-                log.in_doubt = true;
-            }
-            log.sent = true;
-            log.attempts += 1;
-            *budget += 1;
-            let answer = self.transport.send(&request).await;
-            // The slot is held until the answer is handled, so a refusal or a rate-limit pause
-            // takes effect before the next call in line can go.
-            let (verdict, unexpected) = match answer {
-                Ok(Received::Answer(answer)) => {
-                    log.http_status = Some(answer.status);
-                    let v = match kind {
-                        CallKind::Step(s) => adapter.classify(row, s, &answer),
-                        CallKind::Read => adapter.classify_read(row, &answer),
-                    };
-                    let unexpected = match &v.class {
-                        Class::Unexpected(what) => {
-                            describe_unexpected(&answer, what, &self.secrets)
-                        }
-                        _ => String::new(),
-                    };
-                    log.vendor_code = v.vendor_code.clone();
-                    if v.request_id.is_some() {
-                        log.request_id = v.request_id.clone();
-                    }
-                    (Ok(v), unexpected)
-                }
-                Ok(Received::TooLarge(head)) => {
-                    log.http_status = Some(head.status);
-                    let detail =
-                        describe_unexpected(&head, "the body is longer than 1 MiB", &self.secrets);
-                    (Ok(Verdict::new(Class::Unexpected(String::new()))), detail)
-                }
-                Err(e) => {
-                    log.http_status = None;
-                    log.vendor_code = None;
-                    (Err(e), String::new())
-                }
+            let turn = Turn {
+                line,
+                kind,
+                doubt_before: log.in_doubt,
             };
-            let attempt = match &verdict {
+            let sent = self.attempt(rec, &turn, row, &request, log, budget).await?;
+            let attempt = match &sent.result {
                 Ok(v) => Attempt::Answer(&v.class),
                 Err(e) => Attempt::Transport(e),
             };
             let next = retry::next(attempt, *budget, self.retry.max_attempts, settles);
-            tracing::debug!(line, vendor = %name, next = ?next, status = log.http_status.map(u32::from), "answer");
-            match (next, verdict) {
+            tracing::debug!(line, vendor = %self.vendor.name, next = ?next, status = log.http_status.map(u32::from), "answer");
+            let answered = match (next, sent.result) {
                 (Next::Done, Ok(verdict)) => {
                     self.limiter.on_success();
-                    return Ok(Answered::Verdict(verdict));
+                    Some(Answered::Verdict(verdict))
                 }
                 (Next::Settle, Err(e)) => {
                     log.lost_answer = true;
-                    return Ok(Answered::Lost(self.secrets.scrub(e.message())));
+                    Some(Answered::Lost(self.secrets.scrub(e.message())))
                 }
                 (Next::Retry | Next::GiveUp, result) => {
-                    let message = match &result {
-                        Ok(Verdict {
-                            class: Class::Retry(m),
-                            ..
-                        }) => {
-                            if let (CallKind::Step(_), Some(status)) = (kind, log.http_status) {
-                                log.retried_answer = Some(format!("HTTP {status}"));
-                            }
-                            m.clone()
-                        }
-                        Ok(_) => unreachable!("only retries and transport errors are retried"),
-                        Err(e) => {
-                            match e {
-                                // Nothing reached the vendor: this attempt changed nothing.
-                                TransportError::NeverSent(_) => log.in_doubt = doubt_before,
-                                TransportError::AnswerLost(_) => {
-                                    if matches!(kind, CallKind::Step(_)) {
-                                        log.lost_answer = true;
-                                    }
-                                }
-                            }
-                            self.secrets.scrub(e.message())
-                        }
-                    };
-                    if next == Next::GiveUp {
-                        let failed = Class::Failed(format!(
-                            "gave up after {}: {message}",
-                            plural(*budget, "attempt")
-                        ));
-                        let verdict = match result {
-                            Ok(v) => Verdict { class: failed, ..v },
-                            Err(_) => Verdict::new(failed),
-                        };
-                        return Ok(Answered::Verdict(verdict));
-                    }
-                    drop(permit);
-                    if !self.backoff(*budget, line, &message).await {
-                        return Err(Stopped);
-                    }
+                    self.retry_or_give_up(&turn, next, result, log, *budget, permit)
+                        .await?
                 }
                 (Next::Unreachable, Err(e)) => {
-                    log.in_doubt = doubt_before;
+                    log.in_doubt = turn.doubt_before;
                     let reason = format!(
-                        "vendor `{name}` is unreachable: {} never reached it (last: {}); the row stays pending: resume once the vendor can be reached",
+                        "vendor `{}` is unreachable: {} never reached it (last: {}); the row stays pending: resume once the vendor can be reached",
+                        self.vendor.name,
                         plural(*budget, "attempt"),
                         e.message()
                     );
-                    self.halt(rec, reason).await;
-                    return Err(Stopped);
+                    return self.halt(rec, reason).await;
                 }
                 (Next::RateLimit, Ok(verdict)) => {
                     // The vendor refused before acting: not an attempt, and no new doubt.
-                    log.in_doubt = doubt_before;
+                    log.in_doubt = turn.doubt_before;
                     *budget -= 1;
-                    let Class::RateLimit(wait) = verdict.class else {
-                        unreachable!("RateLimit comes from a rate-limit answer")
-                    };
-                    if !self.rate_limited(rec, wait, log).await {
-                        return Err(Stopped);
-                    }
-                    if log.rate_limit_wait > self.retry.max_rate_limit_wait {
-                        let failed = Class::Failed(format!(
-                            "still rate limited after waiting {} in total (retry.max_rate_limit_wait)",
-                            humantime::format_duration(self.retry.max_rate_limit_wait)
-                        ));
-                        return Ok(Answered::Verdict(Verdict {
-                            class: failed,
-                            ..verdict
-                        }));
-                    }
+                    self.paused(rec, verdict, log).await?
                 }
                 (Next::Reauth, Ok(verdict)) => {
-                    log.in_doubt = doubt_before;
+                    log.in_doubt = turn.doubt_before;
                     *budget -= 1;
-                    let refuse = match &token {
+                    let refused = match &token {
                         // Signed requests (no token): rebuild once per row, then give up.
                         None => std::mem::replace(&mut reauthed, true),
                         Some(t) => !self.tokens.refresh_refused(t, generation).await,
                     };
-                    if refuse {
-                        let Class::Reauth(message) = verdict.class else {
-                            unreachable!("Reauth comes from a reauth answer")
-                        };
-                        self.halt(
-                            rec,
-                            format!("vendor `{name}`: {message} (refused again after refreshing)"),
-                        )
-                        .await;
-                        return Err(Stopped);
+                    if refused {
+                        let reason = format!(
+                            "vendor `{}`: {} (refused again after refreshing)",
+                            self.vendor.name,
+                            class_text(verdict.class)
+                        );
+                        return self.halt(rec, reason).await;
                     }
+                    None
                 }
                 (Next::Halt, Ok(verdict)) => {
-                    let reason = match verdict.class {
-                        Class::Halt(message) => {
-                            log.in_doubt = doubt_before;
-                            format!("vendor `{name}`: {message}")
-                        }
-                        // Whether a state-changing call took effect is unknown: the row stays
-                        // in doubt, so a resume reads the vendor's state before sending again.
-                        _ => format!(
-                            "vendor `{name}`: unexpected answer to {}: {unexpected}",
-                            log.request
-                        ),
-                    };
-                    self.halt(rec, reason).await;
-                    return Err(Stopped);
+                    let reason = self.halt_reason(verdict.class, &turn, log, &sent.unexpected);
+                    return self.halt(rec, reason).await;
                 }
                 (next, result) => unreachable!("retry::next gave {next:?} for {result:?}"),
+            };
+            if let Some(answered) = answered {
+                return Ok(answered);
             }
         }
     }
 
-    /// Stop the run for a reason a person must look at.
-    pub(crate) async fn halt(&self, rec: &impl Recorder, reason: String) {
+    /// One attempt: the intent journaled (for a step), the request sent, the answer classified.
+    async fn attempt(
+        &self,
+        rec: &impl Recorder,
+        turn: &Turn,
+        row: &Prepared,
+        request: &WireRequest,
+        log: &mut CallLog,
+        budget: &mut u32,
+    ) -> Result<Sent, Stopped> {
+        log.request = self.secrets.scrub(&request.describe());
+        if let CallKind::Step(step) = turn.kind {
+            if !rec.intent(turn.line, step).await {
+                return Err(Stopped);
+            }
+            log.in_doubt = true;
+        }
+        log.sent = true;
+        log.attempts += 1;
+        *budget += 1;
+        // The caller holds the slot until the answer is handled, so a refusal or a rate-limit
+        // pause takes effect before the next call in line can go.
+        let adapter = &self.vendor.adapter;
+        let sent = match self.transport.send(request).await {
+            Ok(Received::Answer(answer)) => {
+                log.http_status = Some(answer.status);
+                let v = match turn.kind {
+                    CallKind::Step(s) => adapter.classify(row, s, &answer),
+                    CallKind::Read => adapter.classify_read(row, &answer),
+                };
+                let unexpected = match &v.class {
+                    Class::Unexpected(what) => describe_unexpected(&answer, what, &self.secrets),
+                    _ => String::new(),
+                };
+                log.vendor_code = v.vendor_code.clone();
+                if v.request_id.is_some() {
+                    log.request_id = v.request_id.clone();
+                }
+                Sent {
+                    result: Ok(v),
+                    unexpected,
+                }
+            }
+            Ok(Received::TooLarge(head)) => {
+                log.http_status = Some(head.status);
+                let what = "the body is longer than 1 MiB";
+                Sent {
+                    result: Ok(Verdict::new(Class::Unexpected(what.into()))),
+                    unexpected: describe_unexpected(&head, what, &self.secrets),
+                }
+            }
+            Err(e) => {
+                log.http_status = None;
+                log.vendor_code = None;
+                Sent {
+                    result: Err(e),
+                    unexpected: String::new(),
+                }
+            }
+        };
+        Ok(sent)
+    }
+
+    /// A retryable answer or a transport failure: back off and go again (`None`), or, with
+    /// the attempts spent, the call fails with the last reason.
+    async fn retry_or_give_up(
+        &self,
+        turn: &Turn,
+        next: Next,
+        result: Result<Verdict, TransportError>,
+        log: &mut CallLog,
+        budget: u32,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<Option<Answered>, Stopped> {
+        let message = match &result {
+            Ok(v) => {
+                if let (CallKind::Step(_), Some(status)) = (turn.kind, log.http_status) {
+                    log.retried_answer = Some(format!("HTTP {status}"));
+                }
+                class_text(v.class.clone())
+            }
+            Err(e) => {
+                match e {
+                    // Nothing reached the vendor: this attempt changed nothing.
+                    TransportError::NeverSent(_) => log.in_doubt = turn.doubt_before,
+                    TransportError::AnswerLost(_) => {
+                        if matches!(turn.kind, CallKind::Step(_)) {
+                            log.lost_answer = true;
+                        }
+                    }
+                }
+                self.secrets.scrub(e.message())
+            }
+        };
+        if next == Next::GiveUp {
+            let failed = Class::Failed(format!(
+                "gave up after {}: {message}",
+                plural(budget, "attempt")
+            ));
+            let verdict = match result {
+                Ok(v) => Verdict { class: failed, ..v },
+                Err(_) => Verdict::new(failed),
+            };
+            return Ok(Some(Answered::Verdict(verdict)));
+        }
+        drop(permit);
+        if !self.backoff(budget, turn.line, &message).await {
+            return Err(Stopped);
+        }
+        Ok(None)
+    }
+
+    /// A rate-limit answer: pause (or halt on a wait beyond the bound); the call fails once
+    /// the row has waited `max_rate_limit_wait` in all.
+    async fn paused(
+        &self,
+        rec: &impl Recorder,
+        verdict: Verdict,
+        log: &mut CallLog,
+    ) -> Result<Option<Answered>, Stopped> {
+        let Class::RateLimit(wait) = verdict.class else {
+            unreachable!("a pause comes from a rate-limit answer")
+        };
+        if !self.rate_limited(rec, wait, log).await {
+            return Err(Stopped);
+        }
+        if log.rate_limit_wait <= self.retry.max_rate_limit_wait {
+            return Ok(None);
+        }
+        let failed = Class::Failed(format!(
+            "still rate limited after waiting {} in total (retry.max_rate_limit_wait)",
+            humantime::format_duration(self.retry.max_rate_limit_wait)
+        ));
+        Ok(Some(Answered::Verdict(Verdict {
+            class: failed,
+            ..verdict
+        })))
+    }
+
+    /// Stop the run for a reason a person must look at; the row stays pending.
+    pub(crate) async fn halt<T>(&self, rec: &impl Recorder, reason: String) -> Result<T, Stopped> {
         self.stop.trigger();
         rec.halt(self.secrets.scrub(&reason)).await;
+        Err(Stopped)
+    }
+
+    /// Why a halting answer halts. A refusal did not act (no new doubt); for an unexpected
+    /// answer whether a state-changing call took effect is unknown, so the row stays in doubt
+    /// and a resume reads the vendor's state before sending again.
+    fn halt_reason(
+        &self,
+        class: Class,
+        turn: &Turn,
+        log: &mut CallLog,
+        unexpected: &str,
+    ) -> String {
+        match class {
+            Class::Halt(message) => {
+                log.in_doubt = turn.doubt_before;
+                format!("vendor `{}`: {message}", self.vendor.name)
+            }
+            _ => format!(
+                "vendor `{}`: unexpected answer to {}: {unexpected}",
+                self.vendor.name, log.request
+            ),
+        }
     }
 
     /// Wait out the backoff after attempt `n`. False when the run stops meanwhile.
@@ -410,7 +496,7 @@ impl VendorClient {
         match wait.filter(|w| *w > max) {
             None => true,
             Some(asked) => {
-                self.halt(
+                let _: Result<(), Stopped> = self.halt(
                     rec,
                     format!(
                         "vendor `{}`{what} asked to wait {} before the next call, more than retry.max_rate_limit_wait ({}); resume the job later",

@@ -107,8 +107,7 @@ impl VendorClient {
                     describe_unexpected(&head, "the body is longer than 1 MiB", &self.secrets);
                 let reason =
                     format!("vendor `{name}`: unexpected answer from the token endpoint: {detail}");
-                self.halt(rec, reason).await;
-                return Err(Stopped);
+                return self.halt(rec, reason).await;
             }
             Ok(Received::Answer(a)) if a.status == 429 => {
                 drop(slot);
@@ -138,8 +137,7 @@ impl VendorClient {
                 Err(message) => {
                     drop(slot);
                     let reason = format!("vendor `{name}`: cannot get a token: {message}");
-                    self.halt(rec, reason).await;
-                    return Err(Stopped);
+                    return self.halt(rec, reason).await;
                 }
             },
             Err(e) => e.message().to_string(),
@@ -150,8 +148,7 @@ impl VendorClient {
             let reason = format!(
                 "vendor `{name}`: cannot get a token after {failures} attempts: {transient}"
             );
-            self.halt(rec, reason).await;
-            return Err(Stopped);
+            return self.halt(rec, reason).await;
         }
         let wait = retry::backoff_random(failures, self.retry.base_delay, self.retry.max_delay);
         if !self.stop.sleep(wait).await {

@@ -124,22 +124,13 @@ impl Reader<'_> {
             };
             let line = record.line;
             let recorded = loaded.outcome(line).is_some();
-            let classified = classify_record(settings, record.fields);
             // Register keys even for recorded rows, so a later duplicate of them is still found.
-            let classified = match classified {
-                Ok((lane, row)) => {
-                    match seen.insert(&settings.vendors[lane].name, &row.key.0, line) {
-                        Some(first) => Err((
-                            Some(lane),
-                            Some(row),
-                            format!("same vendor and key as line {first}"),
-                            Outcome::Duplicate,
-                        )),
-                        None => Ok((lane, row)),
-                    }
-                }
-                Err((lane, invalid)) => Err((lane, None, invalid.to_string(), Outcome::Invalid)),
-            };
+            let classified = dedupe(
+                &mut seen,
+                settings,
+                line,
+                classify_record(settings, record.fields),
+            );
             if recorded {
                 continue;
             }
@@ -161,22 +152,7 @@ impl Reader<'_> {
                 ),
                 Ok((lane, row)) if dry_run => {
                     dispatched += 1;
-                    let request = settings.secrets.scrub(
-                        &settings.vendors[lane]
-                            .adapter
-                            .build(&row, 0, None)
-                            .describe(),
-                    );
-                    let mut r = unsent_row(
-                        settings,
-                        line,
-                        Some(lane),
-                        Some(&row),
-                        Outcome::DryRun,
-                        String::new(),
-                    );
-                    r.request = request;
-                    Event::Row(Box::new(r), false)
+                    Event::Row(Box::new(dry_run_row(settings, line, lane, &row)), false)
                 }
                 Ok((lane, row)) => {
                     dispatched += 1;
@@ -208,6 +184,48 @@ impl Reader<'_> {
 }
 
 type Classified = Result<(usize, Prepared), (Option<usize>, Invalid)>;
+
+/// A row the reader records itself: its lane, its prepared form, its message and outcome.
+type Unsent = (Option<usize>, Option<Prepared>, String, Outcome);
+
+/// A valid row that repeats an earlier row's vendor and key becomes a `duplicate` of it.
+fn dedupe(
+    seen: &mut DuplicateIndex,
+    settings: &Settings,
+    line: u64,
+    classified: Classified,
+) -> Result<(usize, Prepared), Unsent> {
+    match classified {
+        Ok((lane, row)) => match seen.insert(&settings.vendors[lane].name, &row.key.0, line) {
+            Some(first) => Err((
+                Some(lane),
+                Some(row),
+                format!("same vendor and key as line {first}"),
+                Outcome::Duplicate,
+            )),
+            None => Ok((lane, row)),
+        },
+        Err((lane, invalid)) => Err((lane, None, invalid.to_string(), Outcome::Invalid)),
+    }
+}
+
+/// A dry run's row: `dry_run`, with the request a real run would send.
+fn dry_run_row(settings: &Settings, line: u64, lane: usize, row: &Prepared) -> ReportRow {
+    let adapter = &settings.vendors[lane].adapter;
+    let request = settings
+        .secrets
+        .scrub(&adapter.build(row, 0, None).describe());
+    let mut r = unsent_row(
+        settings,
+        line,
+        Some(lane),
+        Some(row),
+        Outcome::DryRun,
+        String::new(),
+    );
+    r.request = request;
+    r
+}
 
 /// Route a record to its vendor and let the adapter validate it.
 fn classify_record(settings: &Settings, fields: Result<crate::row::Fields, Invalid>) -> Classified {
