@@ -460,6 +460,10 @@ impl Adapter for Auth0 {
         }
     }
 
+    fn can_read(&self) -> bool {
+        true
+    }
+
     fn read(&self, row: &Prepared, token: Option<&str>) -> Option<WireRequest> {
         let url = format!(
             "{}/api/v2/users/{}",

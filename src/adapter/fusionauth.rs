@@ -326,6 +326,10 @@ impl Adapter for FusionAuth {
         .request_id(answer.request_id_header())
     }
 
+    fn can_read(&self) -> bool {
+        true
+    }
+
     fn read(&self, row: &Prepared, _token: Option<&str>) -> Option<WireRequest> {
         Some(self.link_request(Method::GET, &row.params))
     }

@@ -565,6 +565,10 @@ impl Adapter for Gigya {
         verdict(answer, class, &body)
     }
 
+    fn can_read(&self) -> bool {
+        true
+    }
+
     fn read(&self, row: &Prepared, _token: Option<&str>) -> Option<WireRequest> {
         let params = vec![
             ("UID".to_string(), row.params.get("uid").to_string()),

@@ -191,6 +191,12 @@ pub trait Adapter: Send + Sync + 'static {
         None
     }
 
+    /// Whether [`Adapter::read`] gives a call (for every row): checked on every call, so
+    /// cheaper than building the read to see.
+    fn can_read(&self) -> bool {
+        false
+    }
+
     /// Classify a read answer: [`Class::Present`], [`Class::Absent`] or an error class.
     fn classify_read(&self, _row: &Prepared, _answer: &WireAnswer) -> Verdict {
         Verdict::new(Class::Failed("this vendor has no read API".into()))

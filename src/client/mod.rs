@@ -178,8 +178,8 @@ impl VendorClient {
     }
 
     /// Whether the adapter can read the row's link (in-doubt settlement, `--check`).
-    pub(crate) fn can_read(&self, row: &Prepared) -> bool {
-        self.vendor.adapter.read(row, None).is_some()
+    pub(crate) fn can_read(&self) -> bool {
+        self.vendor.adapter.can_read()
     }
 
     /// Make one logical call of a row (a step or a read), with retries, rate-limit pauses and
@@ -195,7 +195,12 @@ impl VendorClient {
         budget: &mut u32,
     ) -> Result<Answered, Stopped> {
         // A lost answer to a first step is settled by read-back where the vendor can read.
-        let settles = kind == CallKind::Step(0) && self.can_read(row);
+        let settles = kind == CallKind::Step(0) && self.can_read();
+        debug_assert_eq!(
+            self.can_read(),
+            self.vendor.adapter.read(row, None).is_some(),
+            "Adapter::can_read must agree with Adapter::read"
+        );
         let mut reauthed = false;
         loop {
             if self.stop.is_set() {

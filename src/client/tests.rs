@@ -45,6 +45,10 @@ impl Adapter for Fake {
             .then(|| WireRequest::new(Method::GET, "http://127.0.0.1:9/read"))
     }
 
+    fn can_read(&self) -> bool {
+        self.reads
+    }
+
     fn classify_read(&self, row: &Prepared, answer: &WireAnswer) -> Verdict {
         let v = self.classify(row, 0, answer);
         match v.class {

@@ -187,7 +187,7 @@ async fn check_row(lane: &LaneCtx, work: &Work, log: &mut CallLog) -> End {
             .secrets()
             .scrub(&adapter.build(&work.row, 0, None).describe())
     };
-    if !client.can_read(&work.row) {
+    if !client.can_read() {
         log.request = would_send();
         return End::Done(
             Outcome::DryRun,
@@ -265,7 +265,7 @@ async fn drive_row(lane: &LaneCtx, work: &Work, log: &mut CallLog) -> End {
     let steps = lane.client.vendor.adapter.steps(&work.row);
     let mut step = work.start_step;
     let mut note = String::new();
-    if work.in_doubt == Some(0) && step == 0 && lane.client.can_read(&work.row) {
+    if work.in_doubt == Some(0) && step == 0 && lane.client.can_read() {
         match settle_in_doubt(lane, work, log).await {
             Ok(n) => note = n,
             Err(end) => return end,
