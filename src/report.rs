@@ -180,22 +180,8 @@ impl ReportRow {
     }
 }
 
-/// Report file formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportFormat {
-    Csv,
-    Jsonl,
-}
-
-impl ReportFormat {
-    pub fn from_path(path: &Path) -> Option<ReportFormat> {
-        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
-            "csv" => Some(ReportFormat::Csv),
-            "jsonl" | "ndjson" => Some(ReportFormat::Jsonl),
-            _ => None,
-        }
-    }
-}
+/// Report file formats: the same two as inputs, by the same extensions.
+pub type ReportFormat = crate::row::Format;
 
 /// Open a file for writing, creating it readable and writable by the owner only, never through a
 /// symbolic link (see [`crate::fsutil::create_private`]).

@@ -1,10 +1,31 @@
-//! What input and adapters share about one row: its fields, its key, and why it is invalid.
+//! What input, adapters and the report share about rows: a row's fields, its key, why it is
+//! invalid, and the two file formats rows come in.
 //!
 //! It sits below both: the input layer produces [`Fields`] (or an [`Invalid`]), an adapter turns
 //! them into a [`Key`] and a prepared request (or an [`Invalid`]). Neither needs the other.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::Path;
+
+/// The two file formats rows come in and reports go out in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
+
+impl Format {
+    /// Infer from a path's extension: `.csv`, `.jsonl`, `.ndjson` (any case).
+    pub fn from_path(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "jsonl" | "ndjson" => Some(Format::Jsonl),
+            _ => None,
+        }
+    }
+}
 
 /// A row's canonical key, unique per vendor (duplicates are detected on it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

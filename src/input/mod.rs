@@ -13,8 +13,8 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-pub use crate::row::Fields;
 use crate::row::Invalid;
+pub use crate::row::{Fields, Format};
 
 /// The longest record read (bytes, its line terminator not counted); a longer one is an invalid
 /// record, never held in memory whole (SPEC section 3).
@@ -30,25 +30,6 @@ fn record_too_long() -> Invalid {
 
 fn field_too_long(name: &str) -> Invalid {
     Invalid::new(name, format!("longer than {MAX_FIELD} bytes"))
-}
-
-/// Input formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Csv,
-    Jsonl,
-}
-
-impl Format {
-    /// Infer from a path's extension: `.csv`, `.jsonl`, `.ndjson`.
-    pub fn from_path(path: &Path) -> Option<Format> {
-        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
-            "csv" => Some(Format::Csv),
-            "jsonl" | "ndjson" => Some(Format::Jsonl),
-            _ => None,
-        }
-    }
 }
 
 /// Where records come from.

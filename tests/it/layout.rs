@@ -195,7 +195,7 @@ fn the_library_layers_import_only_what_their_rules_allow() {
         ("row", &[]),
         ("stop", &[]),
         ("fsutil", &[]),
-        ("report", &["fsutil"]),
+        ("report", &["fsutil", "row"]),
         ("input", &["row", "stop", "input"]),
         ("adapter", &["row", "adapter"]),
         ("client", &["adapter", "client", "job", "stop", "row"]),
