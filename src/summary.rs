@@ -175,15 +175,17 @@ impl Summary {
         ));
         for (name, v) in &self.vendors {
             out.push_str(&format!(
-                "  vendor {name}: {} requests, {:.2} requests/s, {} rate-limit answers\n",
-                v.requests, v.requests_per_s, v.rate_limited
+                "  vendor {name}: {}, {:.2} requests/s, {}\n",
+                crate::client::plural(v.requests, "request"),
+                v.requests_per_s,
+                crate::client::plural(v.rate_limited, "rate-limit answer")
             ));
         }
         for (name, e) in &self.estimate {
             out.push_str(&format!(
-                "  estimate {name}: {} rows would be sent ({} calls) at {}/s: about {}\n",
-                e.rows,
-                e.calls,
+                "  estimate {name}: {} would be sent ({}) at {}/s: about {}\n",
+                crate::client::plural(e.rows, "row"),
+                crate::client::plural(e.calls, "call"),
                 e.rate,
                 humantime::format_duration(std::time::Duration::from_secs(e.seconds.ceil() as u64))
             ));

@@ -26,6 +26,8 @@ pub(super) struct Finish<'a> {
     /// Rows in the input, once counted (`u64::MAX` until then).
     pub(super) total_rows: &'a AtomicU64,
     pub(super) elapsed: Duration,
+    /// `--deadline` set the stop flag.
+    pub(super) deadline_reached: bool,
 }
 
 impl Finish<'_> {
@@ -46,6 +48,11 @@ impl Finish<'_> {
             None
         } else if let Some(h) = tally.halt {
             Some(h)
+        } else if let Some(d) = self.opts.deadline.filter(|_| self.deadline_reached) {
+            Some(format!(
+                "stopped at --deadline {}",
+                humantime::format_duration(d)
+            ))
         } else if tally.more_pending && !self.stop.is_set() {
             Some(format!(
                 "stopped after --limit {}",
