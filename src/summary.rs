@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -46,6 +46,9 @@ pub struct Summary {
     pub total_rows: u64,
     #[serde(serialize_with = "seconds")]
     pub elapsed: Duration,
+    /// When the run started (for the metrics file).
+    #[serde(skip)]
+    pub started_at: SystemTime,
     pub vendors: BTreeMap<String, VendorSummary>,
     /// Every input row has an outcome.
     pub complete: bool,
@@ -194,6 +197,23 @@ impl Summary {
         out
     }
 
+    /// The metrics file's last write: the job's counts, this run's requests, the end and the
+    /// exit code.
+    pub fn metrics(&self) -> crate::metrics::Snapshot {
+        crate::metrics::Snapshot {
+            job: self.job.clone(),
+            rows: self.counts.clone(),
+            pending: Some(self.pending),
+            vendors: self
+                .vendors
+                .iter()
+                .map(|(name, v)| (name.clone(), (v.requests, v.rate_limited)))
+                .collect(),
+            started_at: self.started_at,
+            end: Some((SystemTime::now(), self.exit_code())),
+        }
+    }
+
     /// Write the JSON summary (owner-only, like every file holding job data).
     pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -231,6 +251,7 @@ mod tests {
             pending: 0,
             total_rows: 3 + failed,
             elapsed: Duration::from_millis(1500),
+            started_at: SystemTime::UNIX_EPOCH,
             vendors: BTreeMap::new(),
             complete,
             already_complete: false,

@@ -33,6 +33,7 @@ pub(super) async fn run(args: RunArgs) -> i32 {
         settings.metrics = args.metrics.clone();
     }
     let summary_path = settings.summary.clone();
+    let metrics_path = settings.metrics.clone().filter(|_| !args.dry_run);
     let stop = Stop::new();
     install_signal_handlers(stop.clone());
     let opts = RunOptions {
@@ -54,6 +55,11 @@ pub(super) async fn run(args: RunArgs) -> i32 {
                 return fatal(&format!("cannot write summary {}: {e}", path.display()));
             }
             let code = summary.exit_code();
+            if let Some(path) = &metrics_path
+                && let Err(e) = summary.metrics().write(path)
+            {
+                tracing::warn!("cannot write metrics {}: {e}", path.display());
+            }
             // Held warnings (`-q`) first, then the summary they led to.
             logging::release(code);
             if logging::shows_summary(code) {

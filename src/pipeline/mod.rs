@@ -20,7 +20,7 @@ mod start;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -29,6 +29,7 @@ use crate::checkpoint::CheckpointError;
 use crate::client::{Transport, VendorClient};
 use crate::input::InputError;
 use crate::job::{Settings, VendorSettings};
+use crate::metrics::Live;
 use crate::progress::Progress;
 use crate::stop::Stop;
 use crate::summary::Summary;
@@ -99,6 +100,7 @@ pub async fn run(
     stop: Stop,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
+    let started_at = SystemTime::now();
     // However this function ends (an error, a panic in the recorder), the senders stop.
     let _stop_on_exit = StopOnDrop(stop.clone());
     let deadline = Deadline::start(opts.deadline, &stop);
@@ -127,8 +129,28 @@ pub async fn run(
     let limiters = lanes.iter().map(|l| l.client.limiter.clone()).collect();
     let done_before = previous.values().sum();
     let progress = Progress::new(opts.progress, total_rows.clone(), limiters, done_before);
-    let consumer =
+    // A dry run writes no metrics: its counts would stand for the real job's.
+    let metrics = settings
+        .metrics
+        .clone()
+        .filter(|_| !opts.dry_run)
+        .map(|path| {
+            let vendors = lanes
+                .iter()
+                .map(|l| (l.client.name().to_string(), l.client.limiter.clone()))
+                .collect();
+            Live::new(
+                path,
+                settings.name.clone(),
+                started_at,
+                previous.clone(),
+                vendors,
+                total_rows.clone(),
+            )
+        });
+    let mut consumer =
         consumer::Consumer::new(&settings, &stop, opened.journal, opened.report, progress);
+    consumer.metrics = metrics;
     let tally = consumer.run(events_rx).await;
     if tally.is_err() {
         stop.trigger(); // nothing more can be recorded: send nothing more
@@ -144,6 +166,7 @@ pub async fn run(
         previous,
         total_rows: &total_rows,
         elapsed: started.elapsed(),
+        started_at,
         deadline_reached: deadline.reached(),
     };
     Ok(finish.summary(tally))
