@@ -17,7 +17,7 @@ pub struct Cli {
     /// More log output (-v debug, -vv trace); logs go to stderr
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Less log output (-q warnings only, -qq errors only)
+    /// Less output: -q nothing on exit 0 or 4, else warnings, errors and the summary; -qq errors only
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub quiet: u8,
     #[command(subcommand)]
@@ -93,7 +93,7 @@ pub struct RunArgs {
     /// Write Prometheus text-format metrics to this file
     #[arg(long, value_name = "PATH")]
     pub metrics: Option<PathBuf>,
-    /// Log line format
+    /// Log lines as text, or as one JSON object per line (ts, level, message, fields)
     #[arg(long, value_name = "F", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// No progress bar
@@ -114,9 +114,10 @@ pub const MAX_BURST: u32 = 1_000_000;
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    /// Human-readable lines
+    // Human-readable lines. (Plain comments: a doc comment here would turn `run --help` into
+    // its long form.)
     Text,
-    /// One JSON object per line: ts, level, message and the fields
+    // One JSON object per line: ts, level, message and the fields.
     Json,
 }
 
