@@ -25,6 +25,8 @@ pub async fn dispatch(command: Command) -> i32 {
 }
 
 pub(crate) fn fatal(e: &dyn std::fmt::Display) -> i32 {
+    // Under `-q`, the warnings that led here come first.
+    crate::logging::release(exit::FATAL);
     say(&format!("error: {e}\n"));
     exit::FATAL
 }

@@ -51,7 +51,6 @@ pub(super) async fn run(args: RunArgs) -> i32 {
             if let Some(path) = summary_path
                 && let Err(e) = summary.write_json(&path)
             {
-                logging::release(exit::FATAL);
                 return fatal(&format!("cannot write summary {}: {e}", path.display()));
             }
             let code = summary.exit_code();
