@@ -447,7 +447,7 @@ fn one_is_singular() {
 }
 
 /// Off a terminal, the 10-s progress line counts the rows of earlier runs: done / total for
-/// the whole job.
+/// the whole job. It is a log line, so with `--log-format json` it is a JSON object too.
 #[test]
 fn progress_counts_rows_of_earlier_runs() {
     let sim = Sim::start(&["--all-linked", "--latency", "100ms"]);
@@ -457,14 +457,29 @@ fn progress_counts_rows_of_earlier_runs() {
     assert_eq!(first.code, 4, "{}", first.stderr);
     // 35 rows at 3/s: about 11 s, one progress line.
     let mut cmd = Command::new(UNLINKER);
-    cmd.args(["run", job.to_str().unwrap(), "--rate", "3"])
-        .env("TEST_TOKEN", SIM_TOKEN);
+    cmd.args([
+        "run",
+        job.to_str().unwrap(),
+        "--rate",
+        "3",
+        "--log-format",
+        "json",
+    ])
+    .env("TEST_TOKEN", SIM_TOKEN);
     let second = run_with_deadline(&mut cmd, None);
     assert_eq!(second.code, 0, "{}", second.stderr);
-    let line = second
+    let messages: Vec<String> = second
         .stderr
         .lines()
-        .find(|l| l.contains("progress:"))
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}"));
+            v["message"].as_str().expect("a message").to_string()
+        })
+        .collect();
+    let line = messages
+        .iter()
+        .find(|m| m.starts_with("progress:"))
         .unwrap_or_else(|| panic!("no progress line: {}", second.stderr));
     let counts = line.split("progress: ").nth(1).unwrap();
     let (done, rest) = counts.split_once('/').unwrap();
