@@ -2,6 +2,7 @@
 //! command does is in `commands/`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
@@ -16,7 +17,7 @@ pub struct Cli {
     /// More log output (-v debug, -vv trace); logs go to stderr
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Less log output (-q warnings only, -qq errors only)
+    /// Less output: -q nothing on exit 0 or 4, else warnings, errors and the summary; -qq errors only
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub quiet: u8,
     #[command(subcommand)]
@@ -42,6 +43,14 @@ pub enum Command {
     },
     /// List adapters, their row fields, keys and config keys
     Vendors,
+    /// Print a shell completion script on stdout
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -69,12 +78,24 @@ pub struct RunArgs {
     /// Process at most N pending rows in this run, then stop cleanly
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
-    /// Requests per second, for every vendor of the job
+    /// Requests per second, for every vendor of the job; also caps each vendor's burst at max(1, R)
     #[arg(long, value_name = "R", value_parser = rate_value)]
     pub rate: Option<f64>,
+    /// Token-bucket burst, for every vendor of the job
+    #[arg(long, value_name = "B", value_parser = clap::value_parser!(u32).range(1..=MAX_BURST as i64))]
+    pub burst: Option<u32>,
     /// Maximum requests in flight, for every vendor of the job
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_CONCURRENCY as i64))]
     pub concurrency: Option<u32>,
+    /// Stop starting rows after this long (e.g. 55m), drain, record, exit 4
+    #[arg(long, value_name = "DURATION", value_parser = deadline_value)]
+    pub deadline: Option<Duration>,
+    /// Write Prometheus text-format metrics to this file
+    #[arg(long, value_name = "PATH")]
+    pub metrics: Option<PathBuf>,
+    /// Log lines as text, or as one JSON object per line (ts, level, message, fields)
+    #[arg(long, value_name = "F", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// No progress bar
     #[arg(long)]
     pub no_progress: bool,
@@ -87,6 +108,26 @@ pub struct RunArgs {
 pub const MAX_RATE: f64 = 1_000_000.0;
 /// Highest `--concurrency` accepted.
 pub const MAX_CONCURRENCY: u32 = 10_000;
+/// Highest `--burst` accepted (the job file's limit too).
+pub const MAX_BURST: u32 = 1_000_000;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    // Human-readable lines. (Plain comments: a doc comment here would turn `run --help` into
+    // its long form.)
+    Text,
+    // One JSON object per line: ts, level, message and the fields.
+    Json,
+}
+
+fn deadline_value(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("a deadline must be longer than 0".into()),
+        Err(e) => Err(format!("`{s}` is not a duration (like 55m or 90s): {e}")),
+    }
+}
 
 fn rate_value(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {

@@ -9,7 +9,8 @@
 //!   classify an answer) only know [`row`];
 //! - [`client`]: one vendor's call policy (limiter, token, send, retry, settle, halt), the only
 //!   code that touches reqwest's client and governor;
-//! - [`checkpoint`] (the journal), [`job`] (job file → settings), [`summary`], [`progress`];
+//! - [`checkpoint`] (the journal), [`job`] (job file → settings), [`summary`], [`progress`],
+//!   [`metrics`];
 //! - [`pipeline`]: a run, wiring reader → lanes → consumer;
 //! - [`commands`] and [`cli`].
 //!
@@ -26,6 +27,7 @@ pub mod fsutil;
 pub mod input;
 pub mod job;
 pub mod logging;
+pub mod metrics;
 pub mod pipeline;
 pub mod progress;
 pub mod report;

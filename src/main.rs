@@ -26,7 +26,11 @@ fn main() {
             });
         }
     };
-    unlinker::logging::init(cli.verbose, cli.quiet);
+    let log_format = match &cli.command {
+        unlinker::cli::Command::Run(args) => args.log_format,
+        _ => unlinker::cli::LogFormat::Text,
+    };
+    unlinker::logging::init(cli.verbose, cli.quiet, log_format);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // One worker thread unless TOKIO_WORKER_THREADS says otherwise (tokio reads it when no count
     // is set here). A run is bound by the vendor's rate, not by CPU: one worker sends tens of
@@ -56,6 +60,8 @@ fn main() {
             }
         }
     });
+    // Under `-q`, the log lines held back are written now if the code calls for them.
+    unlinker::logging::release(code);
     // Exit at once: do not wait for blocking threads (an input reader) to finish.
     std::process::exit(code);
 }

@@ -25,13 +25,21 @@ pub struct Progress {
     limiters: Vec<Arc<Limiter>>,
     started: Instant,
     last_log: Instant,
+    /// Rows recorded by earlier runs of the job: "done / total" counts the whole job.
+    previous: u64,
     done: u64,
     failed: u64,
 }
 
 impl Progress {
-    /// `bar`: draw a bar (stderr is a terminal and progress was not turned off).
-    pub fn new(bar: bool, total: Arc<AtomicU64>, limiters: Vec<Arc<Limiter>>) -> Progress {
+    /// `bar`: draw a bar (stderr is a terminal and progress was not turned off). `previous`:
+    /// rows recorded by earlier runs of the job.
+    pub fn new(
+        bar: bool,
+        total: Arc<AtomicU64>,
+        limiters: Vec<Arc<Limiter>>,
+        previous: u64,
+    ) -> Progress {
         let bar = bar.then(|| {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             b.set_style(
@@ -40,6 +48,9 @@ impl Progress {
                 )
                 .expect("the template is valid"),
             );
+            b.set_position(previous);
+            // Rows/s and the ETA are about this run, not the earlier ones.
+            b.reset_eta();
             b.enable_steady_tick(Duration::from_millis(200));
             *ACTIVE_BAR.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(b.clone());
             b
@@ -50,6 +61,7 @@ impl Progress {
             limiters,
             started: Instant::now(),
             last_log: Instant::now(),
+            previous,
             done: 0,
             failed: 0,
         }
@@ -91,11 +103,12 @@ impl Progress {
                     format!("/{total}")
                 };
                 tracing::info!(
-                    "progress: {}{of} rows this run, {:.1} rows/s, {} failed, {} rate-limit answers",
+                    "progress: {}{of} rows ({} this run), {:.1} rows/s, {} failed, {}",
+                    self.previous + self.done,
                     self.done,
                     self.done as f64 / secs,
                     self.failed,
-                    self.rate_limited()
+                    crate::client::plural(self.rate_limited(), "rate-limit answer")
                 );
             }
             None => {}
@@ -125,6 +138,9 @@ impl Write for LogWriter {
     /// Never fails: with stderr closed or its reader gone, logging goes quiet and the run goes on
     /// (an error here would make the log layer report it on stderr, and fail again).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if crate::logging::hold(buf) {
+            return Ok(buf.len());
+        }
         let bar = ACTIVE_BAR
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

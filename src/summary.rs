@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -46,6 +46,9 @@ pub struct Summary {
     pub total_rows: u64,
     #[serde(serialize_with = "seconds")]
     pub elapsed: Duration,
+    /// When the run started (for the metrics file).
+    #[serde(skip)]
+    pub started_at: SystemTime,
     pub vendors: BTreeMap<String, VendorSummary>,
     /// Every input row has an outcome.
     pub complete: bool,
@@ -175,21 +178,40 @@ impl Summary {
         ));
         for (name, v) in &self.vendors {
             out.push_str(&format!(
-                "  vendor {name}: {} requests, {:.2} requests/s, {} rate-limit answers\n",
-                v.requests, v.requests_per_s, v.rate_limited
+                "  vendor {name}: {}, {:.2} requests/s, {}\n",
+                crate::client::plural(v.requests, "request"),
+                v.requests_per_s,
+                crate::client::plural(v.rate_limited, "rate-limit answer")
             ));
         }
         for (name, e) in &self.estimate {
             out.push_str(&format!(
-                "  estimate {name}: {} rows would be sent ({} calls) at {}/s: about {}\n",
-                e.rows,
-                e.calls,
+                "  estimate {name}: {} would be sent ({}) at {}/s: about {}\n",
+                crate::client::plural(e.rows, "row"),
+                crate::client::plural(e.calls, "call"),
                 e.rate,
                 humantime::format_duration(std::time::Duration::from_secs(e.seconds.ceil() as u64))
             ));
         }
         out.push_str(&format!("  report: {}\n", self.report.display()));
         out
+    }
+
+    /// The metrics file's last write: the job's counts, this run's requests, the end and the
+    /// exit code.
+    pub fn metrics(&self) -> crate::metrics::Snapshot {
+        crate::metrics::Snapshot {
+            job: self.job.clone(),
+            rows: self.counts.clone(),
+            pending: Some(self.pending),
+            vendors: self
+                .vendors
+                .iter()
+                .map(|(name, v)| (name.clone(), (v.requests, v.rate_limited)))
+                .collect(),
+            started_at: self.started_at,
+            end: Some((SystemTime::now(), self.exit_code())),
+        }
     }
 
     /// Write the JSON summary (owner-only, like every file holding job data).
@@ -229,6 +251,7 @@ mod tests {
             pending: 0,
             total_rows: 3 + failed,
             elapsed: Duration::from_millis(1500),
+            started_at: SystemTime::UNIX_EPOCH,
             vendors: BTreeMap::new(),
             complete,
             already_complete: false,

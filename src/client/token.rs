@@ -146,7 +146,8 @@ impl VendorClient {
         drop(slot);
         if failures >= self.retry.max_attempts {
             let reason = format!(
-                "vendor `{name}`: cannot get a token after {failures} attempts: {transient}"
+                "vendor `{name}`: cannot get a token after {}: {transient}",
+                super::plural(failures, "attempt")
             );
             return self.halt(rec, reason).await;
         }

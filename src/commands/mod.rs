@@ -1,6 +1,8 @@
 //! The commands: each returns its exit code (SPEC section 7); the binary only exits with it.
 //! Output helpers that never fail live here too: a closed stderr or stdout must not stop a run.
 
+mod completions;
+mod man;
 mod run;
 mod status;
 mod validate;
@@ -17,18 +19,30 @@ pub async fn dispatch(command: Command) -> i32 {
         Command::Validate { job, input } => validate::validate(job, input),
         Command::Status { job } => status::status(job),
         Command::Vendors => vendors::vendors(),
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => man::man(),
     }
 }
 
 pub(crate) fn fatal(e: &dyn std::fmt::Display) -> i32 {
+    // Under `-q`, the warnings that led here come first.
+    crate::logging::release(exit::FATAL);
     say(&format!("error: {e}\n"));
     exit::FATAL
 }
 
 /// Write to stderr, ignoring failure: a closed or broken stderr must not stop a run or change
 /// its exit code (SPEC section 8).
+/// With `--log-format json` the text becomes one JSON line ([`crate::logging::plain`]).
 pub fn say(text: &str) {
-    let _ = std::io::stderr().write_all(text.as_bytes());
+    let _ = std::io::stderr().write_all(crate::logging::plain(text).as_bytes());
+}
+
+/// Write to stdout, ignoring failure (a closed pipe: `unlinker man | head`).
+pub(crate) fn write_stdout(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes);
+    let _ = out.flush();
 }
 
 /// Make sure file descriptors 0, 1 and 2 are open (on /dev/null when the caller closed them):

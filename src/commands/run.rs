@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use super::{fatal, say};
 use crate::cli::RunArgs;
 use crate::job::{self, Overrides};
+use crate::logging;
 use crate::pipeline::{self, RunOptions};
 use crate::stop::Stop;
 use crate::summary::exit;
@@ -15,6 +16,7 @@ pub(super) async fn run(args: RunArgs) -> i32 {
         input: args.input.clone(),
         report: args.report.clone(),
         rate: args.rate,
+        burst: args.burst,
         concurrency: args.concurrency,
         dry_run: args.dry_run,
     };
@@ -27,7 +29,11 @@ pub(super) async fn run(args: RunArgs) -> i32 {
     if args.summary.is_some() {
         settings.summary = args.summary.clone();
     }
+    if args.metrics.is_some() {
+        settings.metrics = args.metrics.clone();
+    }
     let summary_path = settings.summary.clone();
+    let metrics_path = settings.metrics.clone().filter(|_| !args.dry_run);
     let stop = Stop::new();
     install_signal_handlers(stop.clone());
     let opts = RunOptions {
@@ -36,21 +42,38 @@ pub(super) async fn run(args: RunArgs) -> i32 {
         fresh: args.fresh,
         retry_failed: args.retry_failed,
         limit: args.limit,
-        progress: !args.no_progress && std::io::stderr().is_terminal(),
+        deadline: args.deadline,
+        // `-q` prints nothing on a run that ends well, and a bar is something.
+        progress: !args.no_progress && logging::quiet() == 0 && std::io::stderr().is_terminal(),
     };
     match pipeline::run(settings, opts, stop).await {
         Ok(summary) => {
-            say(&summary.render());
             if let Some(path) = summary_path
                 && let Err(e) = summary.write_json(&path)
             {
                 return fatal(&format!("cannot write summary {}: {e}", path.display()));
             }
-            summary.exit_code()
+            let code = summary.exit_code();
+            if let Some(path) = &metrics_path
+                && let Err(e) = summary.metrics().write(path)
+            {
+                tracing::warn!("cannot write metrics {}: {e}", path.display());
+            }
+            // Held warnings (`-q`) first, then the summary they led to.
+            logging::release(code);
+            if logging::shows_summary(code) {
+                say(&summary.render());
+            }
+            code
         }
         Err(e) => {
-            say(&format!("error: {e}\n"));
-            e.exit_code()
+            let code = e.exit_code();
+            logging::release(code);
+            // `-q` is silent about a stop as asked (exit 4: a signal during a pipe copy).
+            if code != exit::STOPPED || logging::quiet() == 0 {
+                say(&format!("error: {e}\n"));
+            }
+            code
         }
     }
 }
@@ -88,7 +111,9 @@ fn install_signal_handlers(stop: Stop) {
             _ = term.recv() => {}
             _ = hup.recv() => {}
         }
-        say("second signal: exiting now; run the job again to resume\n");
+        if logging::quiet() == 0 {
+            say("second signal: exiting now; run the job again to resume\n");
+        }
         std::process::exit(exit::STOPPED);
     });
 }

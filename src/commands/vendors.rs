@@ -18,10 +18,13 @@ pub(super) fn vendors() -> i32 {
         }
         out.push_str(&format!("  key: {}\n", doc.key));
         out.push_str("  config keys:\n");
-        out.push_str(&format!(
-            "    {:<28} {:<26} {}\n",
-            "base_url", "", "override the vendor host (https, or http on loopback)"
-        ));
+        // Once: some vendors' own docs list it already (with what it defaults to).
+        if !doc.config.iter().any(|c| c.name == "base_url") {
+            out.push_str(&format!(
+                "    {:<28} {:<26} {}\n",
+                "base_url", "", "override the vendor host (https, or http on loopback)"
+            ));
+        }
         out.push_str(&format!(
             "    {:<28} {:<26} {}\n",
             "rate",

@@ -77,7 +77,11 @@ pub enum JobError {
 pub struct Overrides {
     pub input: Option<String>,
     pub report: Option<PathBuf>,
+    /// `--rate`: every vendor's rate; it also caps every vendor's burst at `max(1, R)` (whole
+    /// requests, so `--rate 2.5` caps it at 2) unless `--burst` is given.
     pub rate: Option<f64>,
+    /// `--burst`: every vendor's token-bucket burst.
+    pub burst: Option<u32>,
     pub concurrency: Option<u32>,
     pub dry_run: bool,
 }

@@ -315,8 +315,8 @@ pub const BURST_RANGE: (u64, u64) = (1, 1_000_000);
 /// Requests in flight per vendor.
 pub const CONCURRENCY_RANGE: (u64, u64) = (1, 10_000);
 
-/// One `[vendors.NAME]` table: its `type`, pacing (`--rate` and `--concurrency` win over the
-/// table, which wins over the vendor's own pacing), `base_url`, and the adapter built from the
+/// One `[vendors.NAME]` table: its `type`, pacing (`--rate`, `--burst` and `--concurrency` win
+/// over the table, which wins over the vendor's own pacing; `--rate` alone caps the burst), `base_url`, and the adapter built from the
 /// keys left.
 fn resolve_vendor(
     name: String,
@@ -342,7 +342,7 @@ fn resolve_vendor(
     };
     let (adapter, url) = kind
         .build(v.take_rest(), base_url)
-        .map_err(|e| v.err(&e.key, e.message))?;
+        .map_err(|e| v.err(&e.key, vendor_key_message(e.message)))?;
     // Adapters derive their default host (e.g. from `domain`); the rule applies to that too.
     check_base_url(url.as_str()).map_err(|m| v.err("", m))?;
 
@@ -357,15 +357,47 @@ fn resolve_vendor(
             as u32,
         None => concurrency.map_or(pacing.concurrency, |c| c as u32),
     };
+    let burst = match (overrides.burst, overrides.rate) {
+        (Some(b), _) => section::check_whole(u64::from(b), BURST_RANGE)
+            .map_err(|m| v.err("burst", format!("--burst {m}")))? as u32,
+        // A flag's rate with the table's burst would let a whole burst through at once, which
+        // is what the flag was asked to prevent (SPEC section 1).
+        (None, Some(r)) => burst
+            .map_or(pacing.burst, |b| b as u32)
+            .min((r.floor() as u32).max(1)),
+        (None, None) => burst.map_or(pacing.burst, |b| b as u32),
+    }
+    .max(1);
     Ok(VendorSettings {
         name,
         kind,
         adapter,
         base_url: url,
         rate,
-        burst: burst.map_or(pacing.burst, |b| b as u32).max(1),
+        burst,
         concurrency,
     })
+}
+
+/// Keys every vendor table takes, read here before the adapter sees the rest.
+const COMMON_VENDOR_KEYS: &[&str] = &["type", "base_url", "rate", "burst", "concurrency"];
+
+/// An adapter's "unknown field `x`; expected one of `a`, `b`" names only the adapter's own keys:
+/// say it as every other table does, with every valid key (the common ones first).
+fn vendor_key_message(message: String) -> String {
+    let Some((_, expected)) = message
+        .strip_prefix("unknown field")
+        .and_then(|m| m.split_once("expected"))
+    else {
+        return message;
+    };
+    let mut valid: Vec<&str> = COMMON_VENDOR_KEYS.to_vec();
+    for own in expected.split('`').skip(1).step_by(2) {
+        if !valid.contains(&own) {
+            valid.push(own);
+        }
+    }
+    format!("unknown key; valid keys here: {}", valid.join(", "))
 }
 
 /// A `base_url` must be https unless its host is loopback, and only `scheme://host[:port]` with
@@ -901,7 +933,20 @@ concurrency = 5
             ..Overrides::default()
         };
         let v = vendor(&body, &flags).unwrap();
-        assert_eq!((v.rate, v.burst, v.concurrency), (0.5, 3, 1));
+        assert_eq!((v.rate, v.burst, v.concurrency), (0.5, 1, 1));
+        let flags = Overrides {
+            rate: Some(2.5),
+            ..Overrides::default()
+        };
+        let v = vendor(&body.replace("burst = 3", "burst = 30"), &flags).unwrap();
+        assert_eq!((v.rate, v.burst), (2.5, 2), "--rate caps the burst");
+        let flags = Overrides {
+            rate: Some(2.5),
+            burst: Some(7),
+            ..Overrides::default()
+        };
+        let v = vendor(&body, &flags).unwrap();
+        assert_eq!((v.rate, v.burst), (2.5, 7), "--burst wins");
 
         let e = err_at(
             vendor("domain = \"acme.auth0.com\"", &none),

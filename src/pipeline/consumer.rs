@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::checkpoint::Checkpoint;
 use crate::input::InputError;
 use crate::job::Settings;
+use crate::metrics::Live;
 use crate::progress::Progress;
 use crate::report::{Outcome, ReportRow, ReportWriter};
 use crate::stop::Stop;
@@ -74,6 +75,8 @@ pub(super) struct Consumer<'a> {
     pub(super) journal: Option<Checkpoint>,
     pub(super) report: ReportWriter,
     pub(super) progress: Progress,
+    /// `--metrics` / `output.metrics` (not on dry runs).
+    pub(super) metrics: Option<Live>,
     tally: Tally,
     consecutive_failures: u32,
     fatal: Option<InputError>,
@@ -96,6 +99,7 @@ impl<'a> Consumer<'a> {
             journal,
             report,
             progress,
+            metrics: None,
             tally: Tally::default(),
             consecutive_failures: 0,
             fatal: None,
@@ -122,6 +126,9 @@ impl<'a> Consumer<'a> {
                 }
                 _ = tick.tick() => {
                     self.progress.tick();
+                    if let Some(m) = self.metrics.as_mut() {
+                        m.tick(&self.tally.counts);
+                    }
                     // At most once a second: the checkpoint must still be the file at its path.
                     if let Some(j) = self.journal.as_mut() {
                         let path = &self.settings.checkpoint;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::job::Settings;
 use crate::report::Outcome;
@@ -26,6 +26,9 @@ pub(super) struct Finish<'a> {
     /// Rows in the input, once counted (`u64::MAX` until then).
     pub(super) total_rows: &'a AtomicU64,
     pub(super) elapsed: Duration,
+    pub(super) started_at: SystemTime,
+    /// `--deadline` set the stop flag.
+    pub(super) deadline_reached: bool,
 }
 
 impl Finish<'_> {
@@ -46,6 +49,11 @@ impl Finish<'_> {
             None
         } else if let Some(h) = tally.halt {
             Some(h)
+        } else if let Some(d) = self.opts.deadline.filter(|_| self.deadline_reached) {
+            Some(format!(
+                "stopped at --deadline {}",
+                humantime::format_duration(d)
+            ))
         } else if tally.more_pending && !self.stop.is_set() {
             Some(format!(
                 "stopped after --limit {}",
@@ -69,6 +77,7 @@ impl Finish<'_> {
             pending: total.saturating_sub(recorded),
             total_rows: total,
             elapsed: self.elapsed,
+            started_at: self.started_at,
             vendors: self.vendors(),
             complete,
             already_complete,

@@ -19,8 +19,8 @@ mod start;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -29,6 +29,7 @@ use crate::checkpoint::CheckpointError;
 use crate::client::{Transport, VendorClient};
 use crate::input::InputError;
 use crate::job::{Settings, VendorSettings};
+use crate::metrics::Live;
 use crate::progress::Progress;
 use crate::stop::Stop;
 use crate::summary::Summary;
@@ -48,6 +49,8 @@ pub struct RunOptions {
     pub fresh: bool,
     pub retry_failed: bool,
     pub limit: Option<u64>,
+    /// `--deadline`: stop starting rows this long after the run started.
+    pub deadline: Option<Duration>,
     pub progress: bool,
 }
 
@@ -97,8 +100,10 @@ pub async fn run(
     stop: Stop,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
+    let started_at = SystemTime::now();
     // However this function ends (an error, a panic in the recorder), the senders stop.
     let _stop_on_exit = StopOnDrop(stop.clone());
+    let deadline = Deadline::start(opts.deadline, &stop);
     let opened = start::open(&mut settings, &opts, &stop).await?;
     let settings = Arc::new(settings);
     let previous = opened.loaded.counts();
@@ -122,9 +127,30 @@ pub async fn run(
     drop(sink);
 
     let limiters = lanes.iter().map(|l| l.client.limiter.clone()).collect();
-    let progress = Progress::new(opts.progress, total_rows.clone(), limiters);
-    let consumer =
+    let done_before = previous.values().sum();
+    let progress = Progress::new(opts.progress, total_rows.clone(), limiters, done_before);
+    // A dry run writes no metrics: its counts would stand for the real job's.
+    let metrics = settings
+        .metrics
+        .clone()
+        .filter(|_| !opts.dry_run)
+        .map(|path| {
+            let vendors = lanes
+                .iter()
+                .map(|l| (l.client.name().to_string(), l.client.limiter.clone()))
+                .collect();
+            Live::new(
+                path,
+                settings.name.clone(),
+                started_at,
+                previous.clone(),
+                vendors,
+                total_rows.clone(),
+            )
+        });
+    let mut consumer =
         consumer::Consumer::new(&settings, &stop, opened.journal, opened.report, progress);
+    consumer.metrics = metrics;
     let tally = consumer.run(events_rx).await;
     if tally.is_err() {
         stop.trigger(); // nothing more can be recorded: send nothing more
@@ -140,8 +166,50 @@ pub async fn run(
         previous,
         total_rows: &total_rows,
         elapsed: started.elapsed(),
+        started_at,
+        deadline_reached: deadline.reached(),
     };
     Ok(finish.summary(tally))
+}
+
+/// `--deadline`: a timer that sets the stop flag when the time is up, as a signal does (no new
+/// rows, the calls in flight drain and are recorded), and remembers that it did, so the summary
+/// can say why the run stopped. The timer ends with the run.
+struct Deadline {
+    reached: Arc<AtomicBool>,
+    timer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Deadline {
+    fn start(after: Option<Duration>, stop: &Stop) -> Deadline {
+        let reached = Arc::new(AtomicBool::new(false));
+        let timer = after.map(|after| {
+            let (reached, stop) = (reached.clone(), stop.clone());
+            tokio::spawn(async move {
+                if stop.sleep(after).await {
+                    reached.store(true, Ordering::Relaxed);
+                    tracing::info!(
+                        "--deadline {} reached: no new rows; finishing the calls in flight",
+                        humantime::format_duration(after)
+                    );
+                    stop.trigger();
+                }
+            })
+        });
+        Deadline { reached, timer }
+    }
+
+    fn reached(&self) -> bool {
+        self.reached.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        if let Some(t) = &self.timer {
+            t.abort();
+        }
+    }
 }
 
 /// One lane per vendor of the job, each with its own client (limiter, token, retry rules).

@@ -221,7 +221,7 @@ async fn rate_limit_pause(limited: fn() -> ResponseTemplate, pause: Duration) {
     let rows = read_report(&dir.path().join("report.csv"));
     assert!(rows.iter().all(|r| r["outcome"] == "unlinked"));
     let summary = run.stderr;
-    assert!(summary.contains("1 rate-limit answers"), "{summary}");
+    assert!(summary.contains(", 1 rate-limit answer\n"), "{summary}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -716,6 +716,6 @@ async fn off_a_terminal_progress_is_a_line_every_10_seconds() {
         .filter(|l| l.contains("progress:"))
         .collect();
     assert_eq!(lines.len(), 1, "{}", run.stderr);
-    assert!(lines[0].contains("/23 rows this run"), "{}", lines[0]);
+    assert!(lines[0].contains("/23 rows ("), "{}", lines[0]);
     assert!(lines[0].contains("rate-limit answers"), "{}", lines[0]);
 }

@@ -614,9 +614,10 @@ fn check_waits_out_rate_limit_answers_retries_errors_and_still_only_reads() {
     assert!(c.rows.values().any(|r| r["attempts"] != "1"));
     assert_eq!(c.summary["vendors"]["fusionauth"]["rate_limited"], limited);
     assert!(
-        c.out
-            .stderr
-            .contains(&format!("{limited} rate-limit answers")),
+        c.out.stderr.contains(&format!(
+            "{limited} rate-limit answer{}",
+            if limited == 1 { "" } else { "s" }
+        )),
         "{}",
         c.out.stderr
     );
@@ -732,9 +733,12 @@ burst = 2
             (got - seconds).abs() < 0.01,
             "{vendor}: {got} s, expected (calls − burst) / rate = {seconds}"
         );
+        let s = |n: u64| if n == 1 { "" } else { "s" };
+        let calls = rows * per_row;
         let line = format!(
-            "estimate {vendor}: {rows} rows would be sent ({} calls) at {rate}/s",
-            rows * per_row
+            "estimate {vendor}: {rows} row{} would be sent ({calls} call{}) at {rate}/s",
+            s(rows),
+            s(calls)
         );
         assert!(c.out.stderr.contains(&line), "{line}\n{}", c.out.stderr);
     }

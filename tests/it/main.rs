@@ -15,6 +15,7 @@ mod input_rows;
 mod jobfile;
 mod layout;
 mod no_false_outcome;
+mod operator;
 mod paths;
 mod resume;
 mod sim;

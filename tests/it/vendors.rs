@@ -181,7 +181,7 @@ fn outcomes(rows: &BTreeMap<u64, Row>) -> BTreeMap<u64, String> {
         .collect()
 }
 
-/// `vendor NAME: N requests, X requests/s, M rate-limit answers` → M.
+/// `vendor NAME: N requests, X requests/s, M rate-limit answers` (or `1 rate-limit answer`) → M.
 fn rate_limit_answers(stderr: &str, vendor: &str) -> u64 {
     let prefix = format!("vendor {vendor}: ");
     let line = stderr
@@ -191,6 +191,7 @@ fn rate_limit_answers(stderr: &str, vendor: &str) -> u64 {
         .unwrap_or_else(|| panic!("no `{prefix}` summary line in:\n{stderr}"));
     let before = line
         .strip_suffix(" rate-limit answers")
+        .or_else(|| line.strip_suffix(" rate-limit answer"))
         .unwrap_or_else(|| panic!("unexpected summary line {line:?}"));
     before.rsplit(' ').next().unwrap().parse().unwrap()
 }
