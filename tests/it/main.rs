@@ -18,5 +18,6 @@ mod no_false_outcome;
 mod paths;
 mod resume;
 mod sim;
+mod status;
 mod unexpected;
 mod vendors;
