@@ -10,6 +10,7 @@ mod auth0;
 mod check;
 mod cli;
 mod crash;
+mod deploy;
 mod input_limits;
 mod input_rows;
 mod jobfile;
