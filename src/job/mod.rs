@@ -14,6 +14,11 @@
 //! The stages are files: `raw` (TOML, interpolation, secret collection), then `resolve` (one
 //! function per section of the job file); `paths` holds the output-path rules and `secrets` the
 //! redaction of credentials. This file holds what they produce and what callers name.
+//!
+//! `status` needs no secret (SPEC section 1): [`load_lenient`] resolves the same `name`, input and
+//! output sections the same way, but reads the vendor tables only by name and type, so a `${VAR}`
+//! or `${file:...}` it cannot resolve there is listed, not an error; it yields [`JobFiles`], never
+//! a [`Settings`] a run could be started with.
 
 mod paths;
 mod raw;

@@ -748,6 +748,64 @@ mod tests {
         assert!(resolve(Path::new("/jobs/j.toml"), MINIMAL, &o, &env).is_err());
     }
 
+    #[test]
+    fn lenient_resolution_finds_the_same_files_without_any_secret() {
+        let text = MINIMAL.replace(
+            "token = \"${TOK}\"",
+            "token = \"${TOK}\"\nrate = \"${RATE}\"\n[retry]\ntimeout = \"${T}\"",
+        );
+        let strict = resolve(
+            Path::new("/jobs/j.toml"),
+            &text,
+            &Overrides::default(),
+            &|n| match n {
+                "RATE" => Some("3".into()),
+                "T" => Some("5s".into()),
+                _ => env(n),
+            },
+        )
+        .unwrap();
+        let lenient = resolve_lenient(Path::new("/jobs/j.toml"), &text, &|_| None).unwrap();
+        assert_eq!(
+            (
+                &lenient.name,
+                &lenient.input,
+                &lenient.report,
+                &lenient.checkpoint,
+                &lenient.runs
+            ),
+            (
+                &strict.name,
+                &strict.input,
+                &strict.report,
+                &strict.checkpoint,
+                &strict.runs
+            )
+        );
+        assert_eq!(lenient.vendors, [("a0".to_string(), "auth0".to_string())]);
+        let mut unresolved: Vec<_> = lenient.unresolved.iter().map(|(_, v)| v.as_str()).collect();
+        unresolved.sort();
+        assert_eq!(unresolved, ["RATE", "T", "TOK"]);
+        // The structure is still checked, and a variable in a path is still required.
+        let err = resolve_lenient(
+            Path::new("/jobs/j.toml"),
+            &format!("x = 1\n{MINIMAL}"),
+            &|_| None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`x`"), "{err}");
+        let err = resolve_lenient(
+            Path::new("/jobs/j.toml"),
+            &MINIMAL.replace("out/{job}", "${OUT}/{job}"),
+            &|_| None,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("OUT (used by `output.report`)"),
+            "{err}"
+        );
+    }
+
     // One test per section function, on its table alone.
 
     /// The top-level table of `text`, read from `/jobs/j.toml`.
