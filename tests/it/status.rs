@@ -124,7 +124,7 @@ fn a_variable_that_decides_a_path_must_be_set_and_is_named() {
 }
 
 #[test]
-fn a_damaged_checkpoint_is_named_with_its_problem() {
+fn an_unreadable_input_or_a_damaged_checkpoint_is_reported_not_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let input = write(dir.path(), "in.csv", &rows_input(4));
     let sim = Sim::start(&[
@@ -142,12 +142,31 @@ fn a_damaged_checkpoint_is_named_with_its_problem() {
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let ckpt = dir.path().join("report.csv.ckpt");
+    let status = status_without_env(&job);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(
+        status.stdout.contains("state      complete"),
+        "{}",
+        status.stdout
+    );
+    // An input that cannot be read is reported too, not an error.
+    std::fs::rename(&input, dir.path().join("moved.csv")).unwrap();
+    let status = status_without_env(&job);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(
+        status
+            .stdout
+            .contains("state      unknown: cannot read the input")
+            && status.stdout.contains("unlinked   4"),
+        "{}",
+        status.stdout
+    );
+
     let mut bytes = std::fs::read(&ckpt).unwrap();
     // Flip a byte inside the second line: a bad line followed by good ones is damage.
     let second = bytes.iter().position(|&b| b == b'\n').unwrap() + 5;
     bytes[second] ^= 0x20;
     std::fs::write(&ckpt, &bytes).unwrap();
-
     let status = status_without_env(&job);
     assert_eq!(status.code, 0, "{}", status.stderr);
     assert!(
