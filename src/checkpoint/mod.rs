@@ -26,6 +26,7 @@
 //! | `outcome` | `row` (a whole [`ReportRow`](crate::report::ReportRow)), `report_len` | the row's final outcome; the report's byte length once that row was written |
 //! | `report` | `len` | the report was rebuilt and is `len` bytes long (overrides earlier `report_len`) |
 //! | `forget` | `outcome` | every earlier outcome of this kind is dropped (`--retry-failed`); the report needs a rebuild |
+//! | `stop` | `why`, `at` | a run ended: why (`complete`, `limit`, `signal`, `deadline`, `halt: <reason>`, `error: <what>`) and when (RFC 3339); any later record means a later run that left none (killed, or still running) |
 //!
 //! A row is *in doubt* when its last record is an `intent`: the call may have reached the vendor.
 //!
@@ -60,6 +61,7 @@
 //! per row:   report.write(&row); ckpt.outcome(&row, report.len())
 //! per batch: report.flush(); ckpt.flush();   about every second: report.sync(); ckpt.sync()
 //! stopping with a retryable row: ckpt.settled(line)
+//! at the very end, however the run ends:  ckpt.record_stop("complete" | "limit" | …)
 //! ```
 //!
 //! # Files
@@ -95,7 +97,7 @@ pub use archive::{archive, archive_at};
 pub use error::CheckpointError;
 pub use load::read;
 pub use report_sync::{ReportStart, rebuild_report};
-pub use state::{Loaded, MAX_STEPS};
+pub use state::{LastStop, Loaded, MAX_STEPS};
 pub use writer::Checkpoint;
 
 /// What a checkpoint is bound to: resuming with anything else is refused.

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::journal::MAX_LINE_LEN;
-use super::{Loaded, MAX_STEPS};
+use super::{LastStop, Loaded, MAX_STEPS};
 use crate::report::{self, Outcome, ReportRow};
 
 /// Journal format version written in the header.
@@ -35,6 +35,7 @@ pub(super) enum Kind {
     Outcome,
     Report,
     Forget,
+    Stop,
 }
 
 /// Any record, reading only what the state needs (the row's other fields are skipped).
@@ -47,6 +48,8 @@ pub(super) struct RawRecord {
     pub(super) report_len: Option<u64>,
     pub(super) len: Option<u64>,
     pub(super) outcome: Option<Outcome>,
+    pub(super) why: Option<String>,
+    pub(super) at: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -110,6 +113,7 @@ pub(super) fn apply(loaded: &mut Loaded, json: &[u8], max_line: u64) -> Result<(
         && (1..=max_line).contains(&line)
     {
         loaded.apply_outcome(line, outcome, report_len);
+        loaded.note_activity();
         return Ok(());
     }
     let record: RawRecord =
@@ -127,6 +131,9 @@ pub(super) fn apply(loaded: &mut Loaded, json: &[u8], max_line: u64) -> Result<(
         None => Err("record without a step".to_string()),
     };
     let missing = |field: &str| format!("{:?} record without `{field}`", record.t);
+    if record.t != Kind::Stop {
+        loaded.note_activity();
+    }
     match record.t {
         Kind::Intent => loaded.apply_intent(line(record.line)?, step(record.step)?),
         Kind::Step => loaded.apply_step(line(record.line)?, step(record.step)?),
@@ -141,6 +148,10 @@ pub(super) fn apply(loaded: &mut Loaded, json: &[u8], max_line: u64) -> Result<(
         Kind::Forget => {
             loaded.forget(record.outcome.ok_or_else(|| missing("outcome"))?);
         }
+        Kind::Stop => loaded.apply_stop(LastStop {
+            why: record.why.ok_or_else(|| missing("why"))?,
+            at: record.at.unwrap_or_default(),
+        }),
     }
     Ok(())
 }

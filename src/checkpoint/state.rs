@@ -48,6 +48,18 @@ pub struct Loaded {
     /// Lines recorded `absent` by a read-back after a lost answer (a `lost` record before the
     /// outcome). Few, so a set.
     lost_answer: std::collections::HashSet<u64>,
+    /// The last `stop` record: why a run ended, and when.
+    last_stop: Option<LastStop>,
+    /// Whether any other record follows that one (or, without one, exists at all).
+    after_stop: bool,
+}
+
+/// A run's end record (`{"t":"stop","why":…,"at":…}`): why it stopped, as
+/// [`Checkpoint::record_stop`](super::Checkpoint::record_stop) was told, and when (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastStop {
+    pub why: String,
+    pub at: String,
 }
 
 impl Loaded {
@@ -61,7 +73,30 @@ impl Loaded {
             journal_len: 0,
             dropped_tail: 0,
             lost_answer: std::collections::HashSet::new(),
+            last_stop: None,
+            after_stop: false,
         }
+    }
+
+    /// The last end record of a run, if any run wrote one.
+    pub fn last_stop(&self) -> Option<&LastStop> {
+        self.last_stop.as_ref()
+    }
+
+    /// Whether the journal records anything after its last end record (or anything at all,
+    /// without one): then the last run to write here left no end record — it was killed, or is
+    /// still running.
+    pub fn activity_after_last_stop(&self) -> bool {
+        self.after_stop
+    }
+
+    pub(crate) fn apply_stop(&mut self, stop: LastStop) {
+        self.last_stop = Some(stop);
+        self.after_stop = false;
+    }
+
+    pub(crate) fn note_activity(&mut self) {
+        self.after_stop = true;
     }
 
     /// Rows whose recorded outcome is `absent` by a read-back after a lost answer: the link is

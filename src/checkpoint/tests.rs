@@ -1035,3 +1035,57 @@ fn a_symlinked_checkpoint_or_lock_is_refused() {
     assert!(Checkpoint::open(&path, &binding()).is_err());
     assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
 }
+
+#[test]
+fn a_stop_record_says_why_the_last_run_ended_until_a_later_run_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("job.ckpt");
+    let (mut ckpt, loaded) = Checkpoint::open(&path, &binding()).unwrap();
+    assert_eq!(loaded.last_stop(), None);
+    assert!(
+        !loaded.activity_after_last_stop(),
+        "a new journal: no run yet"
+    );
+    ckpt.intent(3, 0).unwrap();
+    ckpt.flush().unwrap();
+    let (_, loaded) = read(&path).unwrap();
+    assert_eq!(loaded.last_stop(), None);
+    assert!(
+        loaded.activity_after_last_stop(),
+        "a run that left no end record"
+    );
+
+    let long = format!("halt: {}", "x\"\n".repeat(2000));
+    ckpt.record_stop(&long).unwrap();
+    let (_, loaded) = read(&path).unwrap();
+    let stop = loaded.last_stop().unwrap();
+    assert!(stop.why.starts_with("halt: x\"\n"), "{stop:?}");
+    assert_eq!(stop.why.chars().count(), report::MAX_MESSAGE_CHARS);
+    assert!(stop.at.ends_with('Z') && stop.at.len() >= 20, "{stop:?}");
+    assert!(!loaded.activity_after_last_stop());
+    drop(ckpt);
+
+    // A later run records something, then is killed: the old end record is no longer the last.
+    let (mut ckpt, loaded) = Checkpoint::open(&path, &binding()).unwrap();
+    assert!(!loaded.activity_after_last_stop());
+    ckpt.outcome(&row(3, Outcome::Unlinked), 10).unwrap();
+    ckpt.flush().unwrap();
+    let (_, loaded) = read(&path).unwrap();
+    assert!(loaded.activity_after_last_stop());
+    assert!(
+        loaded.last_stop().is_some(),
+        "the one before is still known"
+    );
+    ckpt.record_stop("complete").unwrap();
+    drop(ckpt);
+    let (_, loaded) = read(&path).unwrap();
+    assert_eq!(loaded.last_stop().unwrap().why, "complete");
+    assert_eq!(loaded.counts()[&Outcome::Unlinked], 1);
+    // Rebuilding the report from the journal skips end records.
+    let report_path = dir.path().join("r.csv");
+    let (mut ckpt, loaded) = Checkpoint::open(&path, &binding()).unwrap();
+    ckpt.open_report(&loaded, &report_path, ReportFormat::Csv)
+        .unwrap();
+    let text = fs::read_to_string(&report_path).unwrap();
+    assert_eq!(text.matches("auth0|3/github/3").count(), 1, "{text}");
+}

@@ -251,6 +251,30 @@ impl Checkpoint {
         Ok(loaded.forget_failed())
     }
 
+    /// Record why this run ended, as its last record, and sync it: `why` is `complete`, `limit`,
+    /// `signal`, `deadline`, `halt: <reason>` or `error: <what>` (cut to
+    /// [`report::MAX_MESSAGE_CHARS`] characters). `unlinker status` shows it; a journal whose
+    /// last run wrote none was killed, or is being written by a run still going.
+    pub fn record_stop(&mut self, why: &str) -> io::Result<()> {
+        self.usable()?;
+        self.scratch.clear();
+        let why: String = why.chars().take(report::MAX_MESSAGE_CHARS).collect();
+        #[derive(Serialize)]
+        struct Record<'a> {
+            t: &'static str,
+            why: &'a str,
+            at: String,
+        }
+        let record = Record {
+            t: "stop",
+            why: &why,
+            at: report::now_rfc3339(),
+        };
+        serde_json::to_writer(&mut self.scratch, &record)?;
+        self.append()?;
+        self.sync()
+    }
+
     /// This open created the journal: there was none at the path.
     pub(super) fn created(&self) -> bool {
         self.created

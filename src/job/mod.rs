@@ -14,6 +14,11 @@
 //! The stages are files: `raw` (TOML, interpolation, secret collection), then `resolve` (one
 //! function per section of the job file); `paths` holds the output-path rules and `secrets` the
 //! redaction of credentials. This file holds what they produce and what callers name.
+//!
+//! `status` needs no secret (SPEC section 1): [`load_lenient`] resolves the same `name`, input and
+//! output sections the same way, but reads the vendor tables only by name and type, so a `${VAR}`
+//! or `${file:...}` it cannot resolve there is listed, not an error; it yields [`JobFiles`], never
+//! a [`Settings`] a run could be started with.
 
 mod paths;
 mod raw;
@@ -31,7 +36,7 @@ pub use paths::dry_run_path;
 pub use resolve::{
     BURST_RANGE, CONCURRENCY_RANGE, DEFAULT_BASE_DELAY, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_CONSECUTIVE_FAILURES, DEFAULT_MAX_DELAY, DEFAULT_MAX_RATE_LIMIT_WAIT,
-    DEFAULT_TIMEOUT, RATE_RANGE, check_base_url, resolve,
+    DEFAULT_TIMEOUT, RATE_RANGE, check_base_url, resolve, resolve_lenient,
 };
 pub use secrets::Secrets;
 pub use section::MAX_DURATION;
@@ -148,6 +153,23 @@ impl Settings {
     }
 }
 
+/// What `status` needs of a job, resolved without its secrets ([`load_lenient`]): the files a
+/// run of it reads and writes, found exactly as a run finds them.
+#[derive(Debug)]
+pub struct JobFiles {
+    pub job_path: PathBuf,
+    pub name: String,
+    pub input: InputSpec,
+    pub report: PathBuf,
+    pub checkpoint: PathBuf,
+    pub runs: PathBuf,
+    /// `(table name, type as written)` of each `[vendors.NAME]`; nothing else of them is read.
+    pub vendors: Vec<(String, String)>,
+    /// `(key, variable)` of each `${NAME}` or `${file:PATH}` left unresolved (unset, unreadable):
+    /// fine for `status`, needed by `run`. Never a key that decides a file.
+    pub unresolved: Vec<(String, String)>,
+}
+
 /// Read and resolve a job file.
 pub fn load(job_path: &Path, overrides: &Overrides) -> Result<Settings, JobError> {
     let text = std::fs::read_to_string(job_path).map_err(|error| JobError::Read {
@@ -155,6 +177,16 @@ pub fn load(job_path: &Path, overrides: &Overrides) -> Result<Settings, JobError
         error,
     })?;
     resolve(job_path, &text, overrides, &|name| std::env::var(name).ok())
+}
+
+/// Read a job file for `status`: like [`load`] for everything that decides the job's files
+/// (an unset `${VAR}` there is the same error), without needing any secret (SPEC section 1).
+pub fn load_lenient(job_path: &Path) -> Result<JobFiles, JobError> {
+    let text = std::fs::read_to_string(job_path).map_err(|error| JobError::Read {
+        path: job_path.to_path_buf(),
+        error,
+    })?;
+    resolve_lenient(job_path, &text, &|name| std::env::var(name).ok())
 }
 
 /// The job the tests of this module's files start from, and a resolver for it.

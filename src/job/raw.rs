@@ -25,6 +25,29 @@ pub(super) struct RawJob {
     /// Every value that must never be shown: what `${file:...}` read, in file order, then the
     /// credential keys of each `[vendors.NAME]` table.
     pub(super) secrets: Vec<String>,
+    /// [`Mode::Lenient`] only: `(key, variable)` of every `${NAME}` or `${file:PATH}` that could
+    /// not be resolved in a key [`Mode::Lenient`] tolerates; those strings keep their `${...}`.
+    pub(super) unresolved: Vec<(String, String)>,
+}
+
+/// How strictly unresolvable `${...}` are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// A run or `validate`: every variable and file must resolve.
+    Strict,
+    /// `status`: only the keys that decide which files the job uses (`name`, `input.*`,
+    /// `output.*`) must resolve; elsewhere (credentials, hosts, pacing) an unset variable or an
+    /// unreadable `${file:...}` is left as written and listed, never an error.
+    Lenient,
+}
+
+/// The keys every mode must resolve: they decide the job's files (SPEC section 1: `status`
+/// needs no secret, but it must find the same checkpoint a run would).
+pub(super) fn decides_files(key: &str) -> bool {
+    key == "name"
+        || ["input", "output"]
+            .iter()
+            .any(|top| key == *top || key.starts_with(&format!("{top}.")))
 }
 
 /// Parse `text` and interpolate it; `env` looks up variables, `base_dir` anchors `${file:...}`.
@@ -33,6 +56,7 @@ pub(super) fn read(
     base_dir: &Path,
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    mode: Mode,
 ) -> Result<RawJob, JobError> {
     let mut table: toml::Table = toml::from_str(text).map_err(|e| JobError::Parse {
         path: job_path.to_path_buf(),
@@ -42,8 +66,10 @@ pub(super) fn read(
         env,
         base_dir,
         job_path,
+        mode,
         missing: Vec::new(),
         from_files: Vec::new(),
+        unresolved: Vec::new(),
     };
     interp.table("", &mut table)?;
     if !interp.missing.is_empty() {
@@ -59,7 +85,11 @@ pub(super) fn read(
             collect_secrets(vendor, &mut secrets);
         }
     }
-    Ok(RawJob { table, secrets })
+    Ok(RawJob {
+        table,
+        secrets,
+        unresolved: interp.unresolved,
+    })
 }
 
 /// Replaces `${NAME}` (environment) and `${file:PATH}` (a file's contents) in every string of
@@ -68,10 +98,13 @@ struct Interpolator<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
     base_dir: &'a Path,
     job_path: &'a Path,
+    mode: Mode,
     /// `(key, variable)` of each missing variable, in file order.
     missing: Vec<(String, String)>,
     /// Values read with `${file:...}`: secrets, whatever key they feed.
     from_files: Vec<String>,
+    /// What [`Mode::Lenient`] let through unresolved.
+    unresolved: Vec<(String, String)>,
 }
 
 impl Interpolator<'_> {
@@ -113,13 +146,26 @@ impl Interpolator<'_> {
                 break;
             };
             let var = &after[..end];
+            let tolerated = self.mode == Mode::Lenient && !decides_files(key);
             if let Some(file) = var.strip_prefix("file:") {
-                let text = self.file(key, file)?;
-                out.push_str(&text);
-                self.from_files.push(text);
+                match self.file(key, file) {
+                    Ok(text) => {
+                        out.push_str(&text);
+                        self.from_files.push(text);
+                    }
+                    Err(_) if tolerated => {
+                        out.push_str(&rest[start..start + 2 + end + 1]);
+                        self.unresolved.push((key.to_string(), var.to_string()));
+                    }
+                    Err(e) => return Err(e),
+                }
             } else {
                 match (self.env)(var) {
                     Some(v) => out.push_str(&v),
+                    None if tolerated => {
+                        out.push_str(&rest[start..start + 2 + end + 1]);
+                        self.unresolved.push((key.to_string(), var.to_string()));
+                    }
                     None => self.missing.push((key.to_string(), var.to_string())),
                 }
             }
@@ -185,7 +231,59 @@ mod tests {
     use crate::job::{Overrides, resolve};
 
     fn read_text(text: &str) -> Result<RawJob, JobError> {
-        read(Path::new("/jobs/j.toml"), Path::new("/jobs"), text, &env)
+        read(
+            Path::new("/jobs/j.toml"),
+            Path::new("/jobs"),
+            text,
+            &env,
+            Mode::Strict,
+        )
+    }
+
+    #[test]
+    fn lenient_mode_tolerates_only_keys_that_do_not_decide_files() {
+        let text = "name = \"${NAME}\"\n[input]\npath = \"${IN}.csv\"\n\
+                    [vendors.a]\ntoken = \"x${NOPE}y\"\nsecret = \"${file:/nonexistent/s}\"\n\
+                    [retry]\ntimeout = \"${T}\"\n";
+        let lenient = |t: &str| {
+            read(
+                Path::new("/jobs/j.toml"),
+                Path::new("/jobs"),
+                t,
+                &|n| (n == "NAME" || n == "IN").then(|| "v".to_string()),
+                Mode::Lenient,
+            )
+        };
+        let raw = lenient(text).unwrap();
+        let mut unresolved = raw.unresolved.clone();
+        unresolved.sort();
+        assert_eq!(
+            unresolved,
+            [
+                ("retry.timeout".to_string(), "T".to_string()),
+                (
+                    "vendors.a.secret".to_string(),
+                    "file:/nonexistent/s".to_string()
+                ),
+                ("vendors.a.token".to_string(), "NOPE".to_string()),
+            ]
+        );
+        assert_eq!(
+            raw.table["vendors"]["a"]["token"].as_str(),
+            Some("x${NOPE}y")
+        );
+        assert_eq!(raw.table["input"]["path"].as_str(), Some("v.csv"));
+        // A key deciding the job's files must resolve, as in a run.
+        let err = lenient(&text.replace("${IN}", "${GONE}")).err().unwrap();
+        assert!(
+            err.to_string().contains("GONE (used by `input.path`)"),
+            "{err}"
+        );
+        let err = lenient("[output]\nreport = \"${file:/nonexistent/r}\"\n")
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("output.report"), "{err}");
+        assert!(!decides_files("inputs") && decides_files("output") && decides_files("name"));
     }
 
     #[test]

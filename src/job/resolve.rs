@@ -13,7 +13,9 @@ use std::time::Duration;
 use url::{Host, Url};
 
 use super::section::{self, Section};
-use super::{JobError, Overrides, RetrySettings, Secrets, Settings, VendorSettings, paths, raw};
+use super::{
+    JobError, JobFiles, Overrides, RetrySettings, Secrets, Settings, VendorSettings, paths, raw,
+};
 use crate::adapter::VendorKind;
 use crate::input::{Format, InputSpec, Source};
 use crate::report::ReportFormat;
@@ -30,31 +32,21 @@ pub fn resolve(
     overrides: &Overrides,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, JobError> {
-    let base_dir = job_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let raw = raw::read(job_path, base_dir, text, env)?;
+    let base_dir = base_dir(job_path);
+    let raw = raw::read(job_path, base_dir, text, env, raw::Mode::Strict)?;
     let mut root = Section::new(job_path, String::new(), raw.table);
 
-    let name = resolve_name(&mut root)?;
-    let (source, format, columns) = resolve_input(&mut root, overrides, base_dir)?;
-    let defaults = resolve_defaults(&mut root)?;
-    let output = resolve_output(&mut root, overrides, base_dir, &name, &source)?;
+    let files = resolve_files(&mut root, overrides, base_dir)?;
     let vendors = resolve_vendors(&mut root, overrides)?;
     let retry = resolve_retry(&mut root)?;
     let max_consecutive_failures = resolve_halt(&mut root)?;
     root.finish(ROOT_KEYS)?;
 
+    let (name, input, output) = files;
     Ok(Settings {
         job_path: job_path.to_path_buf(),
         name,
-        input: InputSpec {
-            source,
-            format,
-            columns,
-            defaults,
-        },
+        input,
         report: output.report,
         report_format: output.report_format,
         checkpoint: output.checkpoint,
@@ -66,6 +58,73 @@ pub fn resolve(
         max_consecutive_failures,
         secrets: Secrets::new(raw.secrets),
     })
+}
+
+/// Resolve job text leniently, for `status` (SPEC section 1: no secret needed): the name, input
+/// and output paths exactly as [`resolve`] does (an unset variable there is the same error), the
+/// vendor tables only by name and type. No credential is read into anything and no adapter is
+/// built, so an unset `${TOKEN}` or an unreadable `${file:...}` secret is only listed.
+pub fn resolve_lenient(
+    job_path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<JobFiles, JobError> {
+    let base_dir = base_dir(job_path);
+    let raw = raw::read(job_path, base_dir, text, env, raw::Mode::Lenient)?;
+    let mut root = Section::new(job_path, String::new(), raw.table);
+    let (name, input, output) = resolve_files(&mut root, &Overrides::default(), base_dir)?;
+    let mut vendors = Vec::new();
+    if let Some(mut tables) = root.section("vendors")? {
+        for vendor in tables.keys() {
+            let kind = match tables.section(&vendor)?.and_then(|mut t| t.take("type")) {
+                Some(toml::Value::String(kind)) => kind,
+                _ => "?".to_string(),
+            };
+            vendors.push((vendor, kind));
+        }
+    }
+    // `[retry]` and `[halt]` decide nothing `status` shows; `validate` and `run` check them.
+    root.take("retry");
+    root.take("halt");
+    root.finish(ROOT_KEYS)?;
+    Ok(JobFiles {
+        job_path: job_path.to_path_buf(),
+        name,
+        input,
+        report: output.report,
+        checkpoint: output.checkpoint,
+        runs: output.runs,
+        vendors,
+        unresolved: raw.unresolved,
+    })
+}
+
+/// The folder relative paths (and `${file:...}`) of a job file resolve against.
+fn base_dir(job_path: &Path) -> &Path {
+    job_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// The sections that decide which files a job reads and writes, in file order; shared by
+/// [`resolve`] and [`resolve_lenient`] so `status` finds the very checkpoint a run uses.
+fn resolve_files(
+    root: &mut Section<'_>,
+    overrides: &Overrides,
+    base_dir: &Path,
+) -> Result<(String, InputSpec, Outputs), JobError> {
+    let name = resolve_name(root)?;
+    let (source, format, columns) = resolve_input(root, overrides, base_dir)?;
+    let defaults = resolve_defaults(root)?;
+    let output = resolve_output(root, overrides, base_dir, &name, &source)?;
+    let input = InputSpec {
+        source,
+        format,
+        columns,
+        defaults,
+    };
+    Ok((name, input, output))
 }
 
 /// `name`: required, and safe to put in a path.
@@ -719,6 +778,64 @@ mod tests {
             ..Overrides::default()
         };
         assert!(resolve(Path::new("/jobs/j.toml"), MINIMAL, &o, &env).is_err());
+    }
+
+    #[test]
+    fn lenient_resolution_finds_the_same_files_without_any_secret() {
+        let text = MINIMAL.replace(
+            "token = \"${TOK}\"",
+            "token = \"${TOK}\"\nrate = \"${RATE}\"\n[retry]\ntimeout = \"${T}\"",
+        );
+        let strict = resolve(
+            Path::new("/jobs/j.toml"),
+            &text,
+            &Overrides::default(),
+            &|n| match n {
+                "RATE" => Some("3".into()),
+                "T" => Some("5s".into()),
+                _ => env(n),
+            },
+        )
+        .unwrap();
+        let lenient = resolve_lenient(Path::new("/jobs/j.toml"), &text, &|_| None).unwrap();
+        assert_eq!(
+            (
+                &lenient.name,
+                &lenient.input,
+                &lenient.report,
+                &lenient.checkpoint,
+                &lenient.runs
+            ),
+            (
+                &strict.name,
+                &strict.input,
+                &strict.report,
+                &strict.checkpoint,
+                &strict.runs
+            )
+        );
+        assert_eq!(lenient.vendors, [("a0".to_string(), "auth0".to_string())]);
+        let mut unresolved: Vec<_> = lenient.unresolved.iter().map(|(_, v)| v.as_str()).collect();
+        unresolved.sort();
+        assert_eq!(unresolved, ["RATE", "T", "TOK"]);
+        // The structure is still checked, and a variable in a path is still required.
+        let err = resolve_lenient(
+            Path::new("/jobs/j.toml"),
+            &format!("x = 1\n{MINIMAL}"),
+            &|_| None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`x`"), "{err}");
+        let err = resolve_lenient(
+            Path::new("/jobs/j.toml"),
+            &MINIMAL.replace("out/{job}", "${OUT}/{job}"),
+            &|_| None,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("OUT (used by `output.report`)"),
+            "{err}"
+        );
     }
 
     // One test per section function, on its table alone.
