@@ -109,11 +109,27 @@ impl<'a> Consumer<'a> {
         }
     }
 
-    /// Record events until every sender is gone, then flush and fsync everything.
+    /// Record events until every sender is gone, then flush and fsync everything. The journal
+    /// comes back (when it is still usable) so the run's end can be recorded in it.
     pub(super) async fn run(
         mut self,
-        mut events: mpsc::Receiver<Event>,
-    ) -> Result<Tally, RunError> {
+        events: mpsc::Receiver<Event>,
+    ) -> (Result<Tally, RunError>, Option<Checkpoint>) {
+        let drained = self.drain(events).await.and_then(|()| self.close());
+        let journal = self.journal.take();
+        let result = drained.and_then(|()| {
+            if let Some(what) = self.internal.take() {
+                return Err(RunError::Internal(what));
+            }
+            if let Some(e) = self.fatal.take() {
+                return Err(e.into());
+            }
+            Ok(std::mem::take(&mut self.tally))
+        });
+        (result, journal)
+    }
+
+    async fn drain(&mut self, mut events: mpsc::Receiver<Event>) -> Result<(), RunError> {
         let mut batch: Vec<Event> = Vec::with_capacity(MAX_BATCH);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -143,14 +159,7 @@ impl<'a> Consumer<'a> {
             self.commit()?;
             self.progress.tick();
         }
-        self.close()?;
-        if let Some(what) = self.internal {
-            return Err(RunError::Internal(what));
-        }
-        if let Some(e) = self.fatal {
-            return Err(e.into());
-        }
-        Ok(self.tally)
+        Ok(())
     }
 
     fn journal_err(&self) -> impl Fn(std::io::Error) -> RunError + '_ {

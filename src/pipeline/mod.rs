@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::checkpoint::CheckpointError;
+use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::client::{Transport, VendorClient};
 use crate::input::InputError;
 use crate::job::{Settings, VendorSettings};
@@ -151,13 +151,19 @@ pub async fn run(
     let mut consumer =
         consumer::Consumer::new(&settings, &stop, opened.journal, opened.report, progress);
     consumer.metrics = metrics;
-    let tally = consumer.run(events_rx).await;
+    let (tally, mut journal) = consumer.run(events_rx).await;
     if tally.is_err() {
         stop.trigger(); // nothing more can be recorded: send nothing more
     }
     let _ = lanes_done.await;
     let _ = reader.await;
-    let tally = tally?;
+    let tally = match tally {
+        Ok(tally) => tally,
+        Err(e) => {
+            record_stop(&settings, journal.as_mut(), &format!("error: {e}"));
+            return Err(e);
+        }
+    };
     let finish = finish::Finish {
         settings: &settings,
         opts: &opts,
@@ -169,7 +175,35 @@ pub async fn run(
         started_at,
         deadline_reached: deadline.reached(),
     };
-    Ok(finish.summary(tally))
+    let summary = finish.summary(tally);
+    record_stop(&settings, journal.as_mut(), &stop_reason(&summary));
+    Ok(summary)
+}
+
+/// How a run ended, in the words of the journal's end record (and `status`'s "last run" line).
+fn stop_reason(summary: &Summary) -> String {
+    let stopped = summary.stopped.as_deref().unwrap_or("");
+    if summary.complete {
+        "complete".into()
+    } else if summary.halted {
+        format!("halt: {stopped}")
+    } else if stopped.starts_with("stopped at --deadline") {
+        "deadline".into()
+    } else if stopped.starts_with("stopped after --limit") {
+        "limit".into()
+    } else {
+        "signal".into()
+    }
+}
+
+/// Write the run's end record, so `status` can say why the last run stopped; a journal that
+/// cannot take it (removed, replaced, disk full) is only worth a warning now.
+fn record_stop(settings: &Settings, journal: Option<&mut Checkpoint>, why: &str) {
+    if let Some(j) = journal
+        && let Err(e) = j.record_stop(&settings.secrets.scrub(why))
+    {
+        tracing::warn!("cannot record the end of this run in the checkpoint: {e}");
+    }
 }
 
 /// `--deadline`: a timer that sets the stop flag when the time is up, as a signal does (no new

@@ -253,6 +253,23 @@ fn the_last_run_line_says_why_it_stopped_or_that_it_left_no_end_record() {
             status.stdout
         );
     }
+
+    // And as real runs write it: a `--limit` run, then one that completes the job.
+    for (extra, shown) in [
+        (&["--limit", "5"][..], "stopped: --limit reached"),
+        (&[][..], "stopped: complete at"),
+    ] {
+        let mut args = vec!["run", job.to_str().unwrap(), "--no-progress"];
+        args.extend_from_slice(extra);
+        let out = unlinker(&args, &[("TEST_TOKEN", TOKEN)]);
+        assert!(out.code == 4 || out.code == 0, "{}", out.stderr);
+        let status = status_without_env(&job);
+        assert!(
+            status.stdout.contains(&format!("last run   {shown}")),
+            "{extra:?}: {}",
+            status.stdout
+        );
+    }
 }
 
 /// The binding a checkpoint's header names, read through the library as `status` does.
