@@ -74,6 +74,31 @@ fn quiet_runs_say_nothing_unless_the_exit_code_calls_for_it() {
         "warnings before the summary:\n{}",
         quiet.stderr
     );
+
+    // A halt (a refused token): exit 6 needs a person. `-q` shows the error and the summary;
+    // `-qq` the error alone.
+    let dir = tempfile::tempdir().unwrap();
+    let job = sim_job(dir.path(), &sim, 2, "not-the-token");
+    let quiet = run(&job, &["-q"], &[]);
+    assert_eq!(quiet.code, 6, "{}", quiet.stderr);
+    assert!(
+        quiet.stderr.contains("halting: vendor `auth0`"),
+        "{}",
+        quiet.stderr
+    );
+    assert!(quiet.stderr.contains("job t: halted"), "{}", quiet.stderr);
+    let quieter = run(&job, &["-qq"], &[]);
+    assert_eq!(quieter.code, 6, "{}", quieter.stderr);
+    assert!(
+        quieter.stderr.contains("halting: vendor `auth0`"),
+        "{}",
+        quieter.stderr
+    );
+    assert!(
+        !quieter.stderr.contains("job t:"),
+        "no summary under -qq:\n{}",
+        quieter.stderr
+    );
 }
 
 /// Requests the simulator logged, as milliseconds since the first one.
@@ -487,4 +512,92 @@ fn progress_counts_rows_of_earlier_runs() {
     let this_run: u64 = rest.split(' ').next().unwrap().parse().unwrap();
     assert_eq!(total, "40", "{line}");
     assert_eq!(done.parse::<u64>().unwrap(), this_run + 5, "{line}");
+}
+
+/// A token read with `${file:PATH}` (relative to the job file, trailing newline removed) is the
+/// one sent on the wire, and it appears nowhere the product writes, in any encoding, even when
+/// the vendor echoes it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_from_a_file_is_sent_and_never_shown() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+    struct EchoToken;
+    impl wiremock::Respond for EchoToken {
+        fn respond(&self, request: &Request) -> ResponseTemplate {
+            let auth = request
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let message = format!("bad token {auth} | {}", secret_forms(auth).join(" | "));
+            ResponseTemplate::new(400).set_body_string(
+                serde_json::json!({ "statusCode": 400, "message": message }).to_string(),
+            )
+        }
+    }
+    const FILE_TOKEN: &str = "tok-from-file 9a/7c+e=Q~";
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .respond_with(EchoToken)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &rows_input(2));
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    let secret_file = write(dir.path(), "secrets/token", &format!("{FILE_TOKEN}\n"));
+    std::fs::set_permissions(
+        &secret_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let job = auth0_job(dir.path(), &server.uri(), "in.csv", "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("\"${TEST_TOKEN}\"", "\"${file:secrets/token}\"")
+        .replace(
+            "report = \"report.csv\"",
+            "report = \"report.csv\"\nsummary = \"summary.json\"",
+        );
+    std::fs::write(&job, text).unwrap();
+    let mut args = run_args(&job, &[]);
+    args.insert(0, "-vv".into());
+    let out = unlinker_async(args, vec![]).await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let sent = requests_with(&server, "DELETE").await;
+    assert_eq!(sent.len(), 2);
+    for request in &sent {
+        assert_eq!(
+            request
+                .headers
+                .get("authorization")
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            format!("Bearer {FILE_TOKEN}"),
+            "the file's contents, without its newline"
+        );
+    }
+    let mut places = vec![
+        ("stderr".to_string(), out.stderr.clone()),
+        ("stdout".into(), out.stdout.clone()),
+    ];
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && path.file_name().unwrap() != "job.toml" {
+            let bytes = std::fs::read(&path).unwrap();
+            places.push((
+                path.display().to_string(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
+        }
+    }
+    assert!(
+        places.len() >= 5,
+        "report, checkpoint, lock, summary: {places:?}"
+    );
+    for form in secret_forms(FILE_TOKEN) {
+        for (place, text) in &places {
+            assert!(!text.contains(&form), "{form:?} in {place}");
+        }
+    }
 }
