@@ -1,6 +1,6 @@
 //! Auth0 Management API v2: unlink a secondary identity from a primary user.
 //!
-//! Wire facts are in VENDORS.md: a `DELETE` on the identity with every path segment encoded as an
+//! Wire facts are in docs/vendors.md: a `DELETE` on the identity with every path segment encoded as an
 //! RFC 3986 segment, a bearer token (static, or fetched with client credentials and shared), and an
 //! optional second step that deletes the standalone user the unlink leaves behind.
 
@@ -698,7 +698,7 @@ mod tests {
     const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
     const AS_HTML: &[(&str, &str)] = &[("content-type", "text/html")];
 
-    /// The rows every Management API call shares (VENDORS.md, Auth0 answers).
+    /// The rows every Management API call shares (docs/vendors.md, Auth0 answers).
     const ERROR_ROWS: &[Row<'static>] = &[
         (404, JSON, NOT_FOUND_USER, "absent"),
         (404, NO, NOT_FOUND_IDENTITY, "absent"),

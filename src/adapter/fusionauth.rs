@@ -1,6 +1,6 @@
 //! FusionAuth: remove a user's link to an identity provider.
 //!
-//! Wire facts are in VENDORS.md: a `DELETE /api/identity-provider/link` with the three ids in the
+//! Wire facts are in docs/vendors.md: a `DELETE /api/identity-provider/link` with the three ids in the
 //! query string, the bare API key in `Authorization` and, on multi-tenant deployments, the tenant in
 //! `X-FusionAuth-TenantId`. A repeated DELETE answers 200 or 404, so retries are safe.
 
@@ -525,7 +525,7 @@ mod tests {
         }
     }
 
-    /// The rows DELETE and GET share (VENDORS.md, FusionAuth).
+    /// The rows DELETE and GET share (docs/vendors.md, FusionAuth).
     const ERROR_ROWS: &[Row<'static>] = &[
         (404, NO, "", "absent"),
         (404, JSON, " \n", "absent"),

@@ -1,6 +1,6 @@
 //! SAP Customer Data Cloud (Gigya): remove a user's social connection.
 //!
-//! Wire facts are in VENDORS.md: a form POST of `socialize.removeConnection` to the site's data
+//! Wire facts are in docs/vendors.md: a form POST of `socialize.removeConnection` to the site's data
 //! center, authenticated with the user key and its secret (sent over HTTPS, never in the URL) or
 //! with an OAuth1-style HMAC-SHA1 signature. Answers carry `httpStatusCodes=false`, so the body's
 //! `errorCode` decides, whatever the HTTP status.
@@ -345,7 +345,7 @@ fn gigya_body(answer: &WireAnswer) -> Result<(Value, i64), Class> {
     }
 }
 
-/// Classify an `errorCode` other than 0 (VENDORS.md, Gigya table).
+/// Classify an `errorCode` other than 0 (docs/vendors.md, Gigya table).
 fn classify_error(answer: &WireAnswer, code: i64, body: &Value) -> Class {
     let what = error_text(code, body);
     match code {
@@ -1066,7 +1066,7 @@ mod tests {
         }
     }
 
-    /// The errorCode rows removeConnection and getAccountInfo share (VENDORS.md, Gigya), and the
+    /// The errorCode rows removeConnection and getAccountInfo share (docs/vendors.md, Gigya), and the
     /// answers that are not Gigya's.
     const ERROR_ROWS: &[Row<'static>] = &[
         (

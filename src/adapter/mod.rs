@@ -5,7 +5,7 @@
 //! rate-limits: the runner wraps every adapter the same way (see `limit` and `runner`), so the
 //! behaviour that users rely on — pacing, retries, halting — is written once.
 //!
-//! Classifiers accept only the answer shapes VENDORS.md lists for each call (status *and* body):
+//! Classifiers accept only the answer shapes docs/vendors.md lists for each call (status *and* body):
 //! anything else — a proxy's 404, an HTML page, a 2xx with another body — is
 //! [`Class::Unexpected`], never an outcome, and never falls through to "unlinked" or "absent".
 //!
@@ -159,7 +159,7 @@ pub struct VendorDoc {
     pub read_api: bool,
 }
 
-/// Per-vendor pacing defaults (VENDORS.md).
+/// Per-vendor pacing defaults (docs/vendors.md).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pacing {
     pub rate: f64,

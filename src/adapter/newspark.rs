@@ -1,6 +1,6 @@
 //! Newspark: the site's own "unlink account" browser action, sent with a configured session.
 //!
-//! Wire facts are in VENDORS.md. This is not an admin API: the call acts as the session its
+//! Wire facts are in docs/vendors.md. This is not an admin API: the call acts as the session its
 //! configured headers (a cookie) and constant form fields (a form token) carry, and the answer is a
 //! redirect. Redirects are never followed (the runner's client is configured so), so the
 //! `Location` path tells success (the redirect URL) from refusal (the fail URL); a redirect anywhere

@@ -519,7 +519,7 @@ const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// The documented algorithm (VENDORS.md), written out here independently of the simulator.
+/// The documented algorithm (docs/vendors.md), written out here independently of the simulator.
 fn gigya_sign(url: &str, params: &[(String, String)], secret_b64: &str) -> String {
     let enc = |s: &str| utf8_percent_encode(s, RFC3986).to_string();
     let mut pairs: Vec<(String, String)> = params.iter().map(|(k, v)| (enc(k), enc(v))).collect();

@@ -1,4 +1,4 @@
-//! Unexpected answers halt, they are never outcomes (SPEC section 4, VENDORS.md "Only the answers
+//! Unexpected answers halt, they are never outcomes (SPEC section 4, docs/vendors.md "Only the answers
 //! listed lead to an outcome").
 //!
 //! The real binary against a scripted loopback server: for every vendor, an answer whose status

@@ -1086,7 +1086,7 @@ concurrency = 4
     assert_eq!(out.code, 6, "{}", out.stderr);
     assert!(out.stderr.contains("cannot get a token"), "{}", out.stderr);
     assert_eq!(sim.vendor_count("auth0", "unlink_calls"), 0);
-    // SPEC 4: a halt stops new calls at once; VENDORS.md: one token fetch, shared.
+    // SPEC 4: a halt stops new calls at once; docs/vendors.md: one token fetch, shared.
     assert_eq!(
         sim.vendor_count("auth0", "token_calls"),
         1,

@@ -1,7 +1,7 @@
 //! Simulated Auth0 Management API v2: unlink, read a user, delete the standalone user an unlink
 //! leaves behind, and the client-credentials token endpoint.
 //!
-//! Written from VENDORS.md, independently of the client adapter, so the adapter's tests really test
+//! Written from docs/vendors.md, independently of the client adapter, so the adapter's tests really test
 //! it: raw path segments are percent-decoded one by one (an id with an encoded `/` works), every
 //! Management call needs a bearer token, and the error bodies are Auth0's.
 

@@ -5,7 +5,7 @@
 //! A real HTTP server on loopback that speaks every vendor's unlink API (plus the reads and the
 //! Auth0 token endpoint the runner uses), keeps state, misbehaves on demand and tells what it
 //! received. Tests, benchmarks and the README's demo run against it instead of real tenants. It is
-//! written from VENDORS.md and imports nothing from the `unlinker` library (a test checks this), so
+//! written from docs/vendors.md and imports nothing from the `unlinker` library (a test checks this), so
 //! a test against it checks the client adapters rather than agreeing with them by construction.
 //! It is its own binary's modules, built only with the `sim` feature, so the product never links
 //! its HTTP server.
