@@ -483,8 +483,9 @@ fn max_chars(field: &'static str, value: &str, max: usize) -> Result<(), Invalid
     Ok(())
 }
 
-impl Adapter for Gigya {
-    fn prepare(&self, fields: &Fields) -> Result<Prepared, Invalid> {
+impl Gigya {
+    /// Validate and normalise a row ([`Adapter::prepare`] adds the partial key on failure).
+    fn prepare_fields(&self, fields: &Fields) -> Result<Prepared, Invalid> {
         let uid = fields
             .get("uid")
             .ok_or_else(|| Invalid::new("uid", "is required"))?;
@@ -524,7 +525,7 @@ impl Adapter for Gigya {
         } else {
             &provider
         };
-        let key = Key(format!("{uid}/{key_provider}"));
+        let key = key(uid, key_provider);
         let mut params = Params::new();
         params.set("uid", uid);
         params.set("provider", provider);
@@ -532,6 +533,27 @@ impl Adapter for Gigya {
         params.set("remove_login_id", remove_login_id.to_string());
         params.set("cid", cid);
         Ok(Prepared { key, params })
+    }
+}
+
+/// A row's key from its parts: `{uid}/{provider or *}`.
+fn key(uid: &str, provider: &str) -> Key {
+    Key(format!("{uid}/{provider}"))
+}
+
+/// As much of the key as an invalid row's raw fields give (missing parts empty; the provider
+/// lower-cased as for a valid row).
+fn partial_key(fields: &Fields) -> Key {
+    key(
+        fields.get("uid").unwrap_or(""),
+        &fields.get("provider").unwrap_or("").to_lowercase(),
+    )
+}
+
+impl Adapter for Gigya {
+    fn prepare(&self, fields: &Fields) -> Result<Prepared, Invalid> {
+        self.prepare_fields(fields)
+            .map_err(|invalid| invalid.with_key(partial_key(fields)))
     }
 
     fn build(&self, row: &Prepared, _step: u8, _token: Option<&str>) -> WireRequest {
@@ -882,11 +904,36 @@ mod tests {
     }
 
     #[test]
+    fn invalid_rows_carry_the_key_parts_they_give() {
+        let a = adapter("");
+        let key = |pairs: &[(&str, &str)]| {
+            let err = a.prepare(&Fields::from_pairs(pairs.iter().copied()));
+            err.unwrap_err().key.map(|k| k.0)
+        };
+        assert_eq!(
+            key(&[("provider", "Facebook")]).as_deref(),
+            Some("/facebook")
+        );
+        assert_eq!(key(&[("uid", "u1")]).as_deref(), Some("u1/"));
+        assert_eq!(
+            key(&[
+                ("uid", "u1"),
+                ("provider", "x"),
+                ("remove_login_id", "maybe")
+            ])
+            .as_deref(),
+            Some("u1/x")
+        );
+    }
+
+    #[test]
     fn validates_rows() {
         let a = adapter("");
         let bad = |pairs: &[(&str, &str)]| {
-            a.prepare(&Fields::from_pairs(pairs.iter().copied()))
-                .unwrap_err()
+            let err = a
+                .prepare(&Fields::from_pairs(pairs.iter().copied()))
+                .unwrap_err();
+            Invalid { key: None, ..err }
         };
         assert_eq!(
             bad(&[("provider", "x")]),
