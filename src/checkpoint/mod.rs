@@ -97,7 +97,7 @@ pub use archive::{archive, archive_at};
 pub use error::CheckpointError;
 pub use load::read;
 pub use report_sync::{ReportStart, rebuild_report};
-pub use state::{LastStop, Loaded, MAX_STEPS};
+pub use state::{FAILED_BEFORE_CHARS, LastStop, Loaded, MAX_STEPS};
 pub use writer::Checkpoint;
 
 /// What a checkpoint is bound to: resuming with anything else is refused.
