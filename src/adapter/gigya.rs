@@ -197,6 +197,57 @@ pub struct Gigya {
 }
 
 impl Gigya {
+    /// Validate and normalise a row ([`Adapter::prepare`] adds the partial key on failure).
+    fn prepare_fields(&self, fields: &Fields) -> Result<Prepared, Invalid> {
+        let uid = fields
+            .get("uid")
+            .ok_or_else(|| Invalid::new("uid", "is required"))?;
+        max_chars("uid", uid, MAX_UID)?;
+        // Provider names are lower-case on Gigya's side; rows differing only in case are one link.
+        let provider = fields.get("provider").unwrap_or("").to_lowercase();
+        if provider.is_empty() && !self.allow_all_providers {
+            return Err(Invalid::new(
+                "provider",
+                "is required (an empty provider removes every connection: set \
+                 allow_all_providers = true to allow that)",
+            ));
+        }
+        if provider == ALL_PROVIDERS {
+            return Err(Invalid::new(
+                "provider",
+                "must be a provider name (leave it empty to remove every connection)",
+            ));
+        }
+        max_chars("provider", &provider, MAX_PROVIDER)?;
+        let remove_login_id = match fields.get("remove_login_id") {
+            None => self.remove_login_id,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(_) => return Err(Invalid::new("remove_login_id", "must be true or false")),
+        };
+        let last_identity_handling = match fields.get("last_identity_handling") {
+            None => self.last_identity_handling.clone(),
+            Some(v) => parse_last_identity_handling(v).ok_or_else(|| {
+                Invalid::new("last_identity_handling", "must be soft, remove or fail")
+            })?,
+        };
+        let cid = fields.get("cid").unwrap_or("");
+        max_chars("cid", cid, MAX_CID)?;
+        let key_provider = if provider.is_empty() {
+            ALL_PROVIDERS
+        } else {
+            &provider
+        };
+        let key = key(uid, key_provider);
+        let mut params = Params::new();
+        params.set("uid", uid);
+        params.set("provider", provider);
+        params.set("last_identity_handling", last_identity_handling);
+        params.set("remove_login_id", remove_login_id.to_string());
+        params.set("cid", cid);
+        Ok(Prepared { key, params })
+    }
+
     pub fn from_config(
         table: toml::Table,
         base_url: Option<Url>,
@@ -481,59 +532,6 @@ fn max_chars(field: &'static str, value: &str, max: usize) -> Result<(), Invalid
         ));
     }
     Ok(())
-}
-
-impl Gigya {
-    /// Validate and normalise a row ([`Adapter::prepare`] adds the partial key on failure).
-    fn prepare_fields(&self, fields: &Fields) -> Result<Prepared, Invalid> {
-        let uid = fields
-            .get("uid")
-            .ok_or_else(|| Invalid::new("uid", "is required"))?;
-        max_chars("uid", uid, MAX_UID)?;
-        // Provider names are lower-case on Gigya's side; rows differing only in case are one link.
-        let provider = fields.get("provider").unwrap_or("").to_lowercase();
-        if provider.is_empty() && !self.allow_all_providers {
-            return Err(Invalid::new(
-                "provider",
-                "is required (an empty provider removes every connection: set \
-                 allow_all_providers = true to allow that)",
-            ));
-        }
-        if provider == ALL_PROVIDERS {
-            return Err(Invalid::new(
-                "provider",
-                "must be a provider name (leave it empty to remove every connection)",
-            ));
-        }
-        max_chars("provider", &provider, MAX_PROVIDER)?;
-        let remove_login_id = match fields.get("remove_login_id") {
-            None => self.remove_login_id,
-            Some(v) if v.eq_ignore_ascii_case("true") => true,
-            Some(v) if v.eq_ignore_ascii_case("false") => false,
-            Some(_) => return Err(Invalid::new("remove_login_id", "must be true or false")),
-        };
-        let last_identity_handling = match fields.get("last_identity_handling") {
-            None => self.last_identity_handling.clone(),
-            Some(v) => parse_last_identity_handling(v).ok_or_else(|| {
-                Invalid::new("last_identity_handling", "must be soft, remove or fail")
-            })?,
-        };
-        let cid = fields.get("cid").unwrap_or("");
-        max_chars("cid", cid, MAX_CID)?;
-        let key_provider = if provider.is_empty() {
-            ALL_PROVIDERS
-        } else {
-            &provider
-        };
-        let key = key(uid, key_provider);
-        let mut params = Params::new();
-        params.set("uid", uid);
-        params.set("provider", provider);
-        params.set("last_identity_handling", last_identity_handling);
-        params.set("remove_login_id", remove_login_id.to_string());
-        params.set("cid", cid);
-        Ok(Prepared { key, params })
-    }
 }
 
 /// A row's key from its parts: `{uid}/{provider or *}`.

@@ -159,6 +159,63 @@ pub struct Newspark {
 }
 
 impl Newspark {
+    /// Validate and normalise a row ([`Adapter::prepare`] adds the partial key on failure).
+    fn prepare_fields(&self, fields: &Fields) -> Result<Prepared, Invalid> {
+        let vhost = integer_id(fields, "vhost")?;
+        let uid = integer_id(fields, "uid")?;
+        let provider = lower_name(fields, "external_id_provider_name")?;
+        if provider.is_empty() && !self.allow_all_providers {
+            return Err(Invalid::new(
+                "external_id_provider_name",
+                "is required (an empty one removes every external id: set \
+                 allow_all_providers = true to allow that)",
+            ));
+        }
+        if provider == ALL_PROVIDERS {
+            return Err(Invalid::new(
+                "external_id_provider_name",
+                "must be a provider name (leave it empty to remove every external id)",
+            ));
+        }
+        let mut sub = lower_name(fields, "sub_provider_name")?;
+        if sub.is_empty() {
+            sub = DEFAULT_SUB_PROVIDER.to_string();
+        }
+        if sub != DEFAULT_SUB_PROVIDER && provider != JANRAIN {
+            return Err(Invalid::new(
+                "sub_provider_name",
+                "must be none unless external_id_provider_name is janrain",
+            ));
+        }
+        let redirect_url = match fields.get("redirect_url") {
+            None => self.redirect_url.clone(),
+            Some(url) => {
+                if url.chars().count() > MAX_ROW_REDIRECT {
+                    return Err(Invalid::new(
+                        "redirect_url",
+                        format!("must be at most {MAX_ROW_REDIRECT} characters"),
+                    ));
+                }
+                self.success_path(url)
+                    .map_err(|rule| Invalid::new("redirect_url", rule))?;
+                url.to_string()
+            }
+        };
+        let key_provider = if provider.is_empty() {
+            ALL_PROVIDERS
+        } else {
+            &provider
+        };
+        let key = key(&vhost, &uid, key_provider, &sub);
+        let mut params = Params::new();
+        params.set("vhost", vhost);
+        params.set("uid", uid);
+        params.set("external_id_provider_name", provider);
+        params.set("sub_provider_name", sub);
+        params.set("redirect_url", redirect_url);
+        Ok(Prepared { key, params })
+    }
+
     pub fn from_config(
         table: toml::Table,
         base_url: Option<Url>,
@@ -343,65 +400,6 @@ fn lower_name(fields: &Fields, name: &'static str) -> Result<String, Invalid> {
         ));
     }
     Ok(value)
-}
-
-impl Newspark {
-    /// Validate and normalise a row ([`Adapter::prepare`] adds the partial key on failure).
-    fn prepare_fields(&self, fields: &Fields) -> Result<Prepared, Invalid> {
-        let vhost = integer_id(fields, "vhost")?;
-        let uid = integer_id(fields, "uid")?;
-        let provider = lower_name(fields, "external_id_provider_name")?;
-        if provider.is_empty() && !self.allow_all_providers {
-            return Err(Invalid::new(
-                "external_id_provider_name",
-                "is required (an empty one removes every external id: set \
-                 allow_all_providers = true to allow that)",
-            ));
-        }
-        if provider == ALL_PROVIDERS {
-            return Err(Invalid::new(
-                "external_id_provider_name",
-                "must be a provider name (leave it empty to remove every external id)",
-            ));
-        }
-        let mut sub = lower_name(fields, "sub_provider_name")?;
-        if sub.is_empty() {
-            sub = DEFAULT_SUB_PROVIDER.to_string();
-        }
-        if sub != DEFAULT_SUB_PROVIDER && provider != JANRAIN {
-            return Err(Invalid::new(
-                "sub_provider_name",
-                "must be none unless external_id_provider_name is janrain",
-            ));
-        }
-        let redirect_url = match fields.get("redirect_url") {
-            None => self.redirect_url.clone(),
-            Some(url) => {
-                if url.chars().count() > MAX_ROW_REDIRECT {
-                    return Err(Invalid::new(
-                        "redirect_url",
-                        format!("must be at most {MAX_ROW_REDIRECT} characters"),
-                    ));
-                }
-                self.success_path(url)
-                    .map_err(|rule| Invalid::new("redirect_url", rule))?;
-                url.to_string()
-            }
-        };
-        let key_provider = if provider.is_empty() {
-            ALL_PROVIDERS
-        } else {
-            &provider
-        };
-        let key = key(&vhost, &uid, key_provider, &sub);
-        let mut params = Params::new();
-        params.set("vhost", vhost);
-        params.set("uid", uid);
-        params.set("external_id_provider_name", provider);
-        params.set("sub_provider_name", sub);
-        params.set("redirect_url", redirect_url);
-        Ok(Prepared { key, params })
-    }
 }
 
 /// A row's key from its parts: `{vhost}/{uid}/{provider or *}/{sub_provider_name}`.

@@ -3,13 +3,15 @@
 //! earlier failure.
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{
-    Row, TOKEN, by_line, read_report, run_args, token_env, unlinker, unlinker_async, write,
+    Row, TOKEN, by_line, read_report, run_args, spawn_run, token_env, unlinker, unlinker_async,
+    wait_for_requests, write,
 };
 
 /// An Auth0 job against `url` reading `input`, with `extra` appended (whole tables).
@@ -435,4 +437,68 @@ async fn a_lost_answer_row_lists_the_call_the_read_and_the_resend() {
         format!("DELETE {uri}{unlink} ; GET {uri}/api/v2/users/auth0%7Cu1 ; DELETE {uri}{unlink}")
     );
     assert_eq!(r["attempts"], "3");
+}
+
+/// A run killed with its calls in flight: on resume, the row settled by read-back shows the
+/// read, the row sent again shows the read then the resend; both keep their reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_doubt_rows_list_the_read_back_and_keep_their_reference() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("[]")
+                .set_delay(Duration::from_secs(30)),
+        )
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "in.csv",
+        "user_id,provider,identity_user_id,ticket\nauth0|gone,github,1,T-1\nauth0|still,github,2,T-2\n",
+    );
+    let job = job(dir.path(), &server.uri(), "in.csv", "60s", REFERENCE);
+    let mut child = spawn_run(&job, Stdio::null());
+    wait_for_requests(&server, 2).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    server.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/users/auth0%7Cgone"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "user_id": "auth0|gone", "identities": [{"provider": "auth0", "user_id": "gone"}]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/users/auth0%7Cstill"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "user_id": "auth0|still", "identities": [{"provider": "github", "user_id": 2}]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("[]"))
+        .mount(&server)
+        .await;
+    let resumed = unlinker_async(run_args(&job, &[]), token_env()).await;
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let rows = report(dir.path(), "report.csv");
+    let uri = server.uri();
+    assert_eq!(rows[&2]["outcome"], "absent");
+    assert_eq!(rows[&2]["reference"], "T-1");
+    assert_eq!(
+        rows[&2]["request"],
+        format!("GET {uri}/api/v2/users/auth0%7Cgone")
+    );
+    assert_eq!(rows[&3]["outcome"], "unlinked");
+    assert_eq!(rows[&3]["reference"], "T-2");
+    assert_eq!(
+        rows[&3]["request"],
+        format!(
+            "GET {uri}/api/v2/users/auth0%7Cstill ; DELETE {uri}/api/v2/users/auth0%7Cstill/identities/github/2"
+        )
+    );
 }
