@@ -47,7 +47,9 @@
 //! # Memory
 //!
 //! [`Loaded`] holds one byte per input line (10 million lines: 10 MB), plus a small map entry
-//! for rows with several outcome records (re-attempted with `--retry-failed`).
+//! for rows with several outcome records (re-attempted with `--retry-failed`), and for each row
+//! recorded `failed` its message cut to [`FAILED_BEFORE_CHARS`] characters, so that a retried
+//! row can say why it had failed before (only failed outcomes are parsed whole on loading).
 //! [`rebuild_report`] streams the journal and adds one bit per input line.
 //!
 //! # How a run uses it

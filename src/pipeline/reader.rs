@@ -127,7 +127,6 @@ impl Reader<'_> {
                 }
             };
             let line = record.line;
-            let reference = record.reference;
             let recorded = loaded.outcome(line).is_some();
             // Register keys even for recorded rows, so a later duplicate of them is still found.
             let classified = dedupe(
@@ -143,6 +142,8 @@ impl Reader<'_> {
                 more_pending = true;
                 break;
             }
+            // From the input, but a report never shows a secret (SPEC section 8).
+            let reference = scrub_nonempty(settings, record.reference);
             let event = match classified {
                 Err(unsent) => Event::Row(
                     Box::new(unsent_row(settings, line, reference, unsent)),
@@ -299,6 +300,14 @@ fn unsent_row(
         request: String::new(),
         message: settings.secrets.scrub(&message),
         finished_at: now_rfc3339(),
+    }
+}
+
+fn scrub_nonempty(settings: &Settings, text: String) -> String {
+    if text.is_empty() {
+        text
+    } else {
+        settings.secrets.scrub(&text)
     }
 }
 

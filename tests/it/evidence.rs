@@ -74,7 +74,8 @@ async fn the_reference_column_reaches_every_row_of_a_csv_input() {
              auth0|abc,badprov,123,T-2\n\
              auth0|u1,github,1,T-3\n\
              auth0|u4,github,4,T-4,extra\n\
-             auth0|u5,github,5,{long}\n"
+             auth0|u5,github,5,{long}\n\
+             auth0|u7,github,7,ref-{TOKEN}\n"
         ),
     );
     let job = job(dir.path(), &server.uri(), "in.csv", "5s", REFERENCE);
@@ -98,6 +99,8 @@ async fn the_reference_column_reaches_every_row_of_a_csv_input() {
     assert_eq!(rows[&6]["outcome"], "unlinked");
     assert_eq!(cut.chars().count(), 200, "{cut}");
     assert!(cut.starts_with("Lxxx") && cut.ends_with('…'), "{cut}");
+    // From the input, yet never a secret of the job.
+    assert_eq!(rows[&7]["reference"], "ref-[redacted]");
 
     // A dry run (its own report) carries it too.
     let dry_report = dir.path().join("dry.jsonl");
