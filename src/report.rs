@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::row::cut;
+
 /// Report columns, in order.
 pub const COLUMNS: [&str; 13] = [
     "line",
@@ -109,23 +111,6 @@ pub const MAX_ROW_CHARS: usize = MAX_MESSAGE_CHARS
     + MAX_REFERENCE_CHARS
     + MAX_REQUEST_CHARS
     + 4 * MAX_SHORT_CHARS;
-
-/// `text` cut to at most `max` characters, the last being `…`; `None` when it fits. Cutting a
-/// cut text again leaves it as it is, so report and journal agree however often a row passes.
-fn cut(text: &str, max: usize) -> Option<String> {
-    if text.len() <= max {
-        return None; // bytes ≥ characters
-    }
-    let (end, _) = text.char_indices().nth(max)?;
-    let keep = text[..end]
-        .char_indices()
-        .nth(max - 1)
-        .map_or(end, |(i, _)| i);
-    let mut out = String::with_capacity(keep + '…'.len_utf8());
-    out.push_str(&text[..keep]);
-    out.push('…');
-    Some(out)
-}
 
 impl ReportRow {
     /// This row with every text cut to its limit ([`MAX_MESSAGE_CHARS`] and the others), so that

@@ -37,11 +37,15 @@ impl fmt::Display for Key {
     }
 }
 
-/// Why a row is `invalid`: the field and the rule it broke.
+/// Why a row is `invalid`: the field and the rule it broke, and as much of the row's key as its
+/// fields give (SPEC section 5), when an adapter got to look at them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
     pub field: String,
     pub rule: String,
+    /// The key built from the row's raw fields, missing parts empty; `None` before any adapter
+    /// (no vendor, an unreadable record).
+    pub key: Option<Key>,
 }
 
 impl Invalid {
@@ -49,8 +53,44 @@ impl Invalid {
         Invalid {
             field: field.into(),
             rule: rule.into(),
+            key: None,
         }
     }
+
+    /// The same reason, with the partial key the row gives.
+    pub fn with_key(self, key: Key) -> Self {
+        Invalid {
+            key: Some(key),
+            ..self
+        }
+    }
+}
+
+/// The longest `reference` carried from the input (characters, after trimming).
+pub const MAX_REFERENCE: usize = 200;
+
+/// A raw `input.columns.reference` value as the report carries it: trimmed, cut to
+/// [`MAX_REFERENCE`] characters.
+pub fn reference(raw: &str) -> String {
+    let raw = raw.trim();
+    cut(raw, MAX_REFERENCE).unwrap_or_else(|| raw.to_owned())
+}
+
+/// `text` cut to at most `max` characters, the last being `…`; `None` when it fits. Cutting a
+/// cut text again leaves it as it is, so report and journal agree however often a row passes.
+pub fn cut(text: &str, max: usize) -> Option<String> {
+    if text.len() <= max {
+        return None; // bytes ≥ characters
+    }
+    let (end, _) = text.char_indices().nth(max)?;
+    let keep = text[..end]
+        .char_indices()
+        .nth(max - 1)
+        .map_or(end, |(i, _)| i);
+    let mut out = String::with_capacity(keep + '…'.len_utf8());
+    out.push_str(&text[..keep]);
+    out.push('…');
+    Some(out)
 }
 
 impl fmt::Display for Invalid {

@@ -198,6 +198,53 @@ pub struct Auth0 {
 }
 
 impl Auth0 {
+    /// Validate and normalise a row ([`Adapter::prepare`] adds the partial key on failure).
+    fn prepare_fields(&self, fields: &Fields) -> Result<Prepared, Invalid> {
+        let user_id = fields
+            .get("user_id")
+            .ok_or_else(|| Invalid::new("user_id", "is required"))?;
+        let (provider, identity_user_id) =
+            match (fields.get("provider"), fields.get("identity_user_id")) {
+                (Some(p), Some(id)) => (p, id),
+                (p, id) => match fields.get("identity") {
+                    Some(identity) => identity
+                        .split_once('|')
+                        .ok_or_else(|| Invalid::new("identity", "must be provider|id"))?,
+                    None if p.is_none() => return Err(Invalid::new("provider", "is required")),
+                    None if id.is_none() => {
+                        return Err(Invalid::new("identity_user_id", "is required"));
+                    }
+                    None => unreachable!("both present is handled above"),
+                },
+            };
+        if !PROVIDERS.contains(&provider) {
+            return Err(Invalid::new(
+                "provider",
+                format!("`{provider}` is not an Auth0 identity provider (see `unlinker vendors`)"),
+            ));
+        }
+        if identity_user_id.is_empty() {
+            return Err(Invalid::new("identity_user_id", "is required"));
+        }
+        if identity_user_id
+            .strip_prefix(provider)
+            .is_some_and(|rest| rest.starts_with('|'))
+        {
+            return Err(Invalid::new(
+                "identity_user_id",
+                format!("must be the id without its `{provider}|` prefix"),
+            ));
+        }
+        let mut params = Params::new();
+        params.set("user_id", user_id);
+        params.set("provider", provider);
+        params.set("identity_user_id", identity_user_id);
+        Ok(Prepared {
+            key: key(user_id, provider, identity_user_id),
+            params,
+        })
+    }
+
     pub fn from_config(
         table: toml::Table,
         base_url: Option<Url>,
@@ -357,6 +404,25 @@ impl ErrorBody {
     }
 }
 
+/// A row's key from its parts: `{user_id}/{provider}/{identity_user_id}`.
+fn key(user_id: &str, provider: &str, identity_user_id: &str) -> Key {
+    Key(format!("{user_id}/{provider}/{identity_user_id}"))
+}
+
+/// As much of the key as an invalid row's raw fields give (missing parts empty), the identity
+/// taken from `identity` (`provider|id`) where the separate fields are missing.
+fn partial_key(fields: &Fields) -> Key {
+    let (from_identity_provider, from_identity_id) = fields
+        .get("identity")
+        .map(|identity| identity.split_once('|').unwrap_or((identity, "")))
+        .unwrap_or_default();
+    key(
+        fields.get("user_id").unwrap_or(""),
+        fields.get("provider").unwrap_or(from_identity_provider),
+        fields.get("identity_user_id").unwrap_or(from_identity_id),
+    )
+}
+
 /// Step 0's success: the primary's remaining identities, a JSON array of objects.
 fn is_identity_list(answer: &WireAnswer) -> bool {
     answer
@@ -375,49 +441,8 @@ fn request_id(answer: &WireAnswer) -> Option<String> {
 
 impl Adapter for Auth0 {
     fn prepare(&self, fields: &Fields) -> Result<Prepared, Invalid> {
-        let user_id = fields
-            .get("user_id")
-            .ok_or_else(|| Invalid::new("user_id", "is required"))?;
-        let (provider, identity_user_id) =
-            match (fields.get("provider"), fields.get("identity_user_id")) {
-                (Some(p), Some(id)) => (p, id),
-                (p, id) => match fields.get("identity") {
-                    Some(identity) => identity
-                        .split_once('|')
-                        .ok_or_else(|| Invalid::new("identity", "must be provider|id"))?,
-                    None if p.is_none() => return Err(Invalid::new("provider", "is required")),
-                    None if id.is_none() => {
-                        return Err(Invalid::new("identity_user_id", "is required"));
-                    }
-                    None => unreachable!("both present is handled above"),
-                },
-            };
-        if !PROVIDERS.contains(&provider) {
-            return Err(Invalid::new(
-                "provider",
-                format!("`{provider}` is not an Auth0 identity provider (see `unlinker vendors`)"),
-            ));
-        }
-        if identity_user_id.is_empty() {
-            return Err(Invalid::new("identity_user_id", "is required"));
-        }
-        if identity_user_id
-            .strip_prefix(provider)
-            .is_some_and(|rest| rest.starts_with('|'))
-        {
-            return Err(Invalid::new(
-                "identity_user_id",
-                format!("must be the id without its `{provider}|` prefix"),
-            ));
-        }
-        let mut params = Params::new();
-        params.set("user_id", user_id);
-        params.set("provider", provider);
-        params.set("identity_user_id", identity_user_id);
-        Ok(Prepared {
-            key: Key(format!("{user_id}/{provider}/{identity_user_id}")),
-            params,
-        })
+        self.prepare_fields(fields)
+            .map_err(|invalid| invalid.with_key(partial_key(fields)))
     }
 
     fn steps(&self, _row: &Prepared) -> u8 {
@@ -614,6 +639,25 @@ mod tests {
             del.url,
             "https://acme.auth0.com/api/v2/users/google-oauth2%7C12%203%2F4"
         );
+    }
+
+    #[test]
+    fn invalid_rows_carry_the_key_parts_they_give() {
+        let a = adapter("token = \"t\"");
+        let key = |pairs: &[(&str, &str)]| {
+            let err = a.prepare(&Fields::from_pairs(pairs.iter().copied()));
+            err.unwrap_err().key.map(|k| k.0)
+        };
+        let bad_provider = [
+            ("user_id", "auth0|abc"),
+            ("provider", "badprov"),
+            ("identity_user_id", "123"),
+        ];
+        assert_eq!(key(&bad_provider).as_deref(), Some("auth0|abc/badprov/123"));
+        let missing = [("user_id", "auth0|abc"), ("identity_user_id", "123")];
+        assert_eq!(key(&missing).as_deref(), Some("auth0|abc//123"));
+        let identity = [("identity", "badprov|9")];
+        assert_eq!(key(&identity).as_deref(), Some("/badprov/9"));
     }
 
     #[test]

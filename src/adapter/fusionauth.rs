@@ -276,25 +276,49 @@ fn first_error(body: &serde_json::Value) -> Option<(Option<String>, String)> {
     Some((code, message))
 }
 
+/// Validate and normalise a row ([`Adapter::prepare`] adds the partial key on failure).
+fn prepare_fields(fields: &Fields) -> Result<Prepared, Invalid> {
+    let uuid = |name: &'static str| {
+        let value = fields
+            .get(name)
+            .ok_or_else(|| Invalid::new(name, "is required"))?;
+        normalise_uuid(value).ok_or_else(|| Invalid::new(name, UUID_RULE))
+    };
+    let user_id = uuid("user_id")?;
+    let idp_id = uuid("identity_provider_id")?;
+    let idp_user_id = fields
+        .get("identity_provider_user_id")
+        .ok_or_else(|| Invalid::new("identity_provider_user_id", "is required"))?;
+    let key = key(&user_id, &idp_id, idp_user_id);
+    let mut params = Params::new();
+    params.set("user_id", user_id);
+    params.set("identity_provider_id", idp_id);
+    params.set("identity_provider_user_id", idp_user_id);
+    Ok(Prepared { key, params })
+}
+
+/// A row's key from its parts: `{user_id}/{identity_provider_id}/{identity_provider_user_id}`.
+fn key(user_id: &str, idp_id: &str, idp_user_id: &str) -> Key {
+    Key(format!("{user_id}/{idp_id}/{idp_user_id}"))
+}
+
+/// As much of the key as an invalid row's raw fields give (missing parts empty; UUIDs
+/// lower-cased where they are UUIDs).
+fn partial_key(fields: &Fields) -> Key {
+    let uuid = |name| {
+        let raw = fields.get(name).unwrap_or("");
+        normalise_uuid(raw).unwrap_or_else(|| raw.to_string())
+    };
+    key(
+        &uuid("user_id"),
+        &uuid("identity_provider_id"),
+        fields.get("identity_provider_user_id").unwrap_or(""),
+    )
+}
+
 impl Adapter for FusionAuth {
     fn prepare(&self, fields: &Fields) -> Result<Prepared, Invalid> {
-        let uuid = |name: &'static str| {
-            let value = fields
-                .get(name)
-                .ok_or_else(|| Invalid::new(name, "is required"))?;
-            normalise_uuid(value).ok_or_else(|| Invalid::new(name, UUID_RULE))
-        };
-        let user_id = uuid("user_id")?;
-        let idp_id = uuid("identity_provider_id")?;
-        let idp_user_id = fields
-            .get("identity_provider_user_id")
-            .ok_or_else(|| Invalid::new("identity_provider_user_id", "is required"))?;
-        let key = Key(format!("{user_id}/{idp_id}/{idp_user_id}"));
-        let mut params = Params::new();
-        params.set("user_id", user_id);
-        params.set("identity_provider_id", idp_id);
-        params.set("identity_provider_user_id", idp_user_id);
-        Ok(Prepared { key, params })
+        prepare_fields(fields).map_err(|invalid| invalid.with_key(partial_key(fields)))
     }
 
     fn build(&self, row: &Prepared, _step: u8, _token: Option<&str>) -> WireRequest {
@@ -457,6 +481,28 @@ mod tests {
     }
 
     #[test]
+    fn invalid_rows_carry_the_key_parts_they_give() {
+        let a = adapter("");
+        let key = |pairs: &[(&str, &str)]| {
+            let err = a.prepare(&Fields::from_pairs(pairs.iter().copied()));
+            err.unwrap_err().key.map(|k| k.0)
+        };
+        let upper = IDP.to_uppercase();
+        assert_eq!(
+            key(&[
+                ("user_id", "not-a-uuid"),
+                ("identity_provider_id", &upper),
+                ("identity_provider_user_id", "x")
+            ]),
+            Some(format!("not-a-uuid/{IDP}/x"))
+        );
+        assert_eq!(
+            key(&[("identity_provider_id", IDP)]),
+            Some(format!("/{IDP}/"))
+        );
+    }
+
+    #[test]
     fn validates_rows() {
         let a = adapter("");
         let bad = |user: &str, idp: &str, idp_user: &str| {
@@ -465,7 +511,8 @@ mod tests {
                 ("identity_provider_id", idp),
                 ("identity_provider_user_id", idp_user),
             ];
-            a.prepare(&Fields::from_pairs(pairs)).unwrap_err()
+            let err = a.prepare(&Fields::from_pairs(pairs)).unwrap_err();
+            Invalid { key: None, ..err }
         };
         assert_eq!(bad("", IDP, "x"), Invalid::new("user_id", "is required"));
         assert_eq!(bad("1234", IDP, "x"), Invalid::new("user_id", UUID_RULE));

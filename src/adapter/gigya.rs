@@ -197,6 +197,57 @@ pub struct Gigya {
 }
 
 impl Gigya {
+    /// Validate and normalise a row ([`Adapter::prepare`] adds the partial key on failure).
+    fn prepare_fields(&self, fields: &Fields) -> Result<Prepared, Invalid> {
+        let uid = fields
+            .get("uid")
+            .ok_or_else(|| Invalid::new("uid", "is required"))?;
+        max_chars("uid", uid, MAX_UID)?;
+        // Provider names are lower-case on Gigya's side; rows differing only in case are one link.
+        let provider = fields.get("provider").unwrap_or("").to_lowercase();
+        if provider.is_empty() && !self.allow_all_providers {
+            return Err(Invalid::new(
+                "provider",
+                "is required (an empty provider removes every connection: set \
+                 allow_all_providers = true to allow that)",
+            ));
+        }
+        if provider == ALL_PROVIDERS {
+            return Err(Invalid::new(
+                "provider",
+                "must be a provider name (leave it empty to remove every connection)",
+            ));
+        }
+        max_chars("provider", &provider, MAX_PROVIDER)?;
+        let remove_login_id = match fields.get("remove_login_id") {
+            None => self.remove_login_id,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(_) => return Err(Invalid::new("remove_login_id", "must be true or false")),
+        };
+        let last_identity_handling = match fields.get("last_identity_handling") {
+            None => self.last_identity_handling.clone(),
+            Some(v) => parse_last_identity_handling(v).ok_or_else(|| {
+                Invalid::new("last_identity_handling", "must be soft, remove or fail")
+            })?,
+        };
+        let cid = fields.get("cid").unwrap_or("");
+        max_chars("cid", cid, MAX_CID)?;
+        let key_provider = if provider.is_empty() {
+            ALL_PROVIDERS
+        } else {
+            &provider
+        };
+        let key = key(uid, key_provider);
+        let mut params = Params::new();
+        params.set("uid", uid);
+        params.set("provider", provider);
+        params.set("last_identity_handling", last_identity_handling);
+        params.set("remove_login_id", remove_login_id.to_string());
+        params.set("cid", cid);
+        Ok(Prepared { key, params })
+    }
+
     pub fn from_config(
         table: toml::Table,
         base_url: Option<Url>,
@@ -483,55 +534,24 @@ fn max_chars(field: &'static str, value: &str, max: usize) -> Result<(), Invalid
     Ok(())
 }
 
+/// A row's key from its parts: `{uid}/{provider or *}`.
+fn key(uid: &str, provider: &str) -> Key {
+    Key(format!("{uid}/{provider}"))
+}
+
+/// As much of the key as an invalid row's raw fields give (missing parts empty; the provider
+/// lower-cased as for a valid row).
+fn partial_key(fields: &Fields) -> Key {
+    key(
+        fields.get("uid").unwrap_or(""),
+        &fields.get("provider").unwrap_or("").to_lowercase(),
+    )
+}
+
 impl Adapter for Gigya {
     fn prepare(&self, fields: &Fields) -> Result<Prepared, Invalid> {
-        let uid = fields
-            .get("uid")
-            .ok_or_else(|| Invalid::new("uid", "is required"))?;
-        max_chars("uid", uid, MAX_UID)?;
-        // Provider names are lower-case on Gigya's side; rows differing only in case are one link.
-        let provider = fields.get("provider").unwrap_or("").to_lowercase();
-        if provider.is_empty() && !self.allow_all_providers {
-            return Err(Invalid::new(
-                "provider",
-                "is required (an empty provider removes every connection: set \
-                 allow_all_providers = true to allow that)",
-            ));
-        }
-        if provider == ALL_PROVIDERS {
-            return Err(Invalid::new(
-                "provider",
-                "must be a provider name (leave it empty to remove every connection)",
-            ));
-        }
-        max_chars("provider", &provider, MAX_PROVIDER)?;
-        let remove_login_id = match fields.get("remove_login_id") {
-            None => self.remove_login_id,
-            Some(v) if v.eq_ignore_ascii_case("true") => true,
-            Some(v) if v.eq_ignore_ascii_case("false") => false,
-            Some(_) => return Err(Invalid::new("remove_login_id", "must be true or false")),
-        };
-        let last_identity_handling = match fields.get("last_identity_handling") {
-            None => self.last_identity_handling.clone(),
-            Some(v) => parse_last_identity_handling(v).ok_or_else(|| {
-                Invalid::new("last_identity_handling", "must be soft, remove or fail")
-            })?,
-        };
-        let cid = fields.get("cid").unwrap_or("");
-        max_chars("cid", cid, MAX_CID)?;
-        let key_provider = if provider.is_empty() {
-            ALL_PROVIDERS
-        } else {
-            &provider
-        };
-        let key = Key(format!("{uid}/{key_provider}"));
-        let mut params = Params::new();
-        params.set("uid", uid);
-        params.set("provider", provider);
-        params.set("last_identity_handling", last_identity_handling);
-        params.set("remove_login_id", remove_login_id.to_string());
-        params.set("cid", cid);
-        Ok(Prepared { key, params })
+        self.prepare_fields(fields)
+            .map_err(|invalid| invalid.with_key(partial_key(fields)))
     }
 
     fn build(&self, row: &Prepared, _step: u8, _token: Option<&str>) -> WireRequest {
@@ -882,11 +902,36 @@ mod tests {
     }
 
     #[test]
+    fn invalid_rows_carry_the_key_parts_they_give() {
+        let a = adapter("");
+        let key = |pairs: &[(&str, &str)]| {
+            let err = a.prepare(&Fields::from_pairs(pairs.iter().copied()));
+            err.unwrap_err().key.map(|k| k.0)
+        };
+        assert_eq!(
+            key(&[("provider", "Facebook")]).as_deref(),
+            Some("/facebook")
+        );
+        assert_eq!(key(&[("uid", "u1")]).as_deref(), Some("u1/"));
+        assert_eq!(
+            key(&[
+                ("uid", "u1"),
+                ("provider", "x"),
+                ("remove_login_id", "maybe")
+            ])
+            .as_deref(),
+            Some("u1/x")
+        );
+    }
+
+    #[test]
     fn validates_rows() {
         let a = adapter("");
         let bad = |pairs: &[(&str, &str)]| {
-            a.prepare(&Fields::from_pairs(pairs.iter().copied()))
-                .unwrap_err()
+            let err = a
+                .prepare(&Fields::from_pairs(pairs.iter().copied()))
+                .unwrap_err();
+            Invalid { key: None, ..err }
         };
         assert_eq!(
             bad(&[("provider", "x")]),

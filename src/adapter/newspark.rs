@@ -159,6 +159,63 @@ pub struct Newspark {
 }
 
 impl Newspark {
+    /// Validate and normalise a row ([`Adapter::prepare`] adds the partial key on failure).
+    fn prepare_fields(&self, fields: &Fields) -> Result<Prepared, Invalid> {
+        let vhost = integer_id(fields, "vhost")?;
+        let uid = integer_id(fields, "uid")?;
+        let provider = lower_name(fields, "external_id_provider_name")?;
+        if provider.is_empty() && !self.allow_all_providers {
+            return Err(Invalid::new(
+                "external_id_provider_name",
+                "is required (an empty one removes every external id: set \
+                 allow_all_providers = true to allow that)",
+            ));
+        }
+        if provider == ALL_PROVIDERS {
+            return Err(Invalid::new(
+                "external_id_provider_name",
+                "must be a provider name (leave it empty to remove every external id)",
+            ));
+        }
+        let mut sub = lower_name(fields, "sub_provider_name")?;
+        if sub.is_empty() {
+            sub = DEFAULT_SUB_PROVIDER.to_string();
+        }
+        if sub != DEFAULT_SUB_PROVIDER && provider != JANRAIN {
+            return Err(Invalid::new(
+                "sub_provider_name",
+                "must be none unless external_id_provider_name is janrain",
+            ));
+        }
+        let redirect_url = match fields.get("redirect_url") {
+            None => self.redirect_url.clone(),
+            Some(url) => {
+                if url.chars().count() > MAX_ROW_REDIRECT {
+                    return Err(Invalid::new(
+                        "redirect_url",
+                        format!("must be at most {MAX_ROW_REDIRECT} characters"),
+                    ));
+                }
+                self.success_path(url)
+                    .map_err(|rule| Invalid::new("redirect_url", rule))?;
+                url.to_string()
+            }
+        };
+        let key_provider = if provider.is_empty() {
+            ALL_PROVIDERS
+        } else {
+            &provider
+        };
+        let key = key(&vhost, &uid, key_provider, &sub);
+        let mut params = Params::new();
+        params.set("vhost", vhost);
+        params.set("uid", uid);
+        params.set("external_id_provider_name", provider);
+        params.set("sub_provider_name", sub);
+        params.set("redirect_url", redirect_url);
+        Ok(Prepared { key, params })
+    }
+
     pub fn from_config(
         table: toml::Table,
         base_url: Option<Url>,
@@ -345,61 +402,27 @@ fn lower_name(fields: &Fields, name: &'static str) -> Result<String, Invalid> {
     Ok(value)
 }
 
+/// A row's key from its parts: `{vhost}/{uid}/{provider or *}/{sub_provider_name}`.
+fn key(vhost: &str, uid: &str, provider: &str, sub: &str) -> Key {
+    Key(format!("{vhost}/{uid}/{provider}/{sub}"))
+}
+
+/// As much of the key as an invalid row's raw fields give (missing parts empty; names
+/// lower-cased as for a valid row).
+fn partial_key(fields: &Fields) -> Key {
+    let lower = |name| fields.get(name).unwrap_or("").to_lowercase();
+    key(
+        fields.get("vhost").unwrap_or(""),
+        fields.get("uid").unwrap_or(""),
+        &lower("external_id_provider_name"),
+        &lower("sub_provider_name"),
+    )
+}
+
 impl Adapter for Newspark {
     fn prepare(&self, fields: &Fields) -> Result<Prepared, Invalid> {
-        let vhost = integer_id(fields, "vhost")?;
-        let uid = integer_id(fields, "uid")?;
-        let provider = lower_name(fields, "external_id_provider_name")?;
-        if provider.is_empty() && !self.allow_all_providers {
-            return Err(Invalid::new(
-                "external_id_provider_name",
-                "is required (an empty one removes every external id: set \
-                 allow_all_providers = true to allow that)",
-            ));
-        }
-        if provider == ALL_PROVIDERS {
-            return Err(Invalid::new(
-                "external_id_provider_name",
-                "must be a provider name (leave it empty to remove every external id)",
-            ));
-        }
-        let mut sub = lower_name(fields, "sub_provider_name")?;
-        if sub.is_empty() {
-            sub = DEFAULT_SUB_PROVIDER.to_string();
-        }
-        if sub != DEFAULT_SUB_PROVIDER && provider != JANRAIN {
-            return Err(Invalid::new(
-                "sub_provider_name",
-                "must be none unless external_id_provider_name is janrain",
-            ));
-        }
-        let redirect_url = match fields.get("redirect_url") {
-            None => self.redirect_url.clone(),
-            Some(url) => {
-                if url.chars().count() > MAX_ROW_REDIRECT {
-                    return Err(Invalid::new(
-                        "redirect_url",
-                        format!("must be at most {MAX_ROW_REDIRECT} characters"),
-                    ));
-                }
-                self.success_path(url)
-                    .map_err(|rule| Invalid::new("redirect_url", rule))?;
-                url.to_string()
-            }
-        };
-        let key_provider = if provider.is_empty() {
-            ALL_PROVIDERS
-        } else {
-            &provider
-        };
-        let key = Key(format!("{vhost}/{uid}/{key_provider}/{sub}"));
-        let mut params = Params::new();
-        params.set("vhost", vhost);
-        params.set("uid", uid);
-        params.set("external_id_provider_name", provider);
-        params.set("sub_provider_name", sub);
-        params.set("redirect_url", redirect_url);
-        Ok(Prepared { key, params })
+        self.prepare_fields(fields)
+            .map_err(|invalid| invalid.with_key(partial_key(fields)))
     }
 
     fn build(&self, row: &Prepared, _step: u8, _token: Option<&str>) -> WireRequest {
@@ -516,6 +539,25 @@ mod tests {
     }
 
     #[test]
+    fn invalid_rows_carry_the_key_parts_they_give() {
+        let a = adapter("");
+        let key = |pairs: &[(&str, &str)]| {
+            let err = a.prepare(&Fields::from_pairs(pairs.iter().copied()));
+            err.unwrap_err().key.map(|k| k.0)
+        };
+        assert_eq!(
+            key(&[
+                ("vhost", "12a"),
+                ("uid", "2"),
+                ("external_id_provider_name", "Facebook")
+            ])
+            .as_deref(),
+            Some("12a/2/facebook/")
+        );
+        assert_eq!(key(&[("uid", "2")]).as_deref(), Some("/2//"));
+    }
+
+    #[test]
     fn all_providers_and_janrain_sub_providers() {
         let strict = adapter("");
         let err = strict
@@ -564,7 +606,8 @@ mod tests {
                 ("external_id_provider_name", "facebook"),
             ];
             all.extend_from_slice(pairs);
-            a.prepare(&Fields::from_pairs(all)).unwrap_err()
+            let err = a.prepare(&Fields::from_pairs(all)).unwrap_err();
+            Invalid { key: None, ..err }
         };
         let id_rule = "must be an integer of 1 to 11 digits";
         assert_eq!(bad(&[("vhost", "")]), Invalid::new("vhost", "is required"));

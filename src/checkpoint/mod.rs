@@ -47,7 +47,9 @@
 //! # Memory
 //!
 //! [`Loaded`] holds one byte per input line (10 million lines: 10 MB), plus a small map entry
-//! for rows with several outcome records (re-attempted with `--retry-failed`).
+//! for rows with several outcome records (re-attempted with `--retry-failed`), and for each row
+//! recorded `failed` its message cut to [`FAILED_BEFORE_CHARS`] characters, so that a retried
+//! row can say why it had failed before (only failed outcomes are parsed whole on loading).
 //! [`rebuild_report`] streams the journal and adds one bit per input line.
 //!
 //! # How a run uses it
@@ -97,7 +99,7 @@ pub use archive::{archive, archive_at};
 pub use error::CheckpointError;
 pub use load::read;
 pub use report_sync::{ReportStart, rebuild_report};
-pub use state::{LastStop, Loaded, MAX_STEPS};
+pub use state::{FAILED_BEFORE_CHARS, LastStop, Loaded, MAX_STEPS};
 pub use writer::Checkpoint;
 
 /// What a checkpoint is bound to: resuming with anything else is refused.

@@ -58,6 +58,17 @@ pub(super) struct RowHead {
     pub(super) outcome: Outcome,
 }
 
+/// The message of a `failed` outcome record (kept for `--retry-failed`).
+#[derive(Deserialize)]
+struct FailedOutcome {
+    row: FailedRow,
+}
+
+#[derive(Deserialize)]
+struct FailedRow {
+    message: String,
+}
+
 #[derive(Deserialize)]
 pub(super) struct FullOutcome {
     pub(super) row: ReportRow,
@@ -107,12 +118,23 @@ pub(super) fn fast_outcome(json: &[u8]) -> Option<(u64, Outcome, u64)> {
     Some((line, outcome, report_len))
 }
 
+/// Keep a `failed` outcome's message for `--retry-failed` (a record whose message cannot be
+/// read leaves none: the retried row then says nothing of it).
+fn keep_failed_message(loaded: &mut Loaded, line: u64, json: &[u8]) {
+    if let Ok(record) = serde_json::from_slice::<FailedOutcome>(json) {
+        loaded.apply_failed_message(line, &record.row.message);
+    }
+}
+
 /// Apply one record to the state; an error says why the (well-formed) line is not a record.
 pub(super) fn apply(loaded: &mut Loaded, json: &[u8], max_line: u64) -> Result<(), String> {
     if let Some((line, outcome, report_len)) = fast_outcome(json)
         && (1..=max_line).contains(&line)
     {
         loaded.apply_outcome(line, outcome, report_len);
+        if outcome == Outcome::Failed {
+            keep_failed_message(loaded, line, json);
+        }
         loaded.note_activity();
         return Ok(());
     }
@@ -142,7 +164,11 @@ pub(super) fn apply(loaded: &mut Loaded, json: &[u8], max_line: u64) -> Result<(
         Kind::Outcome => {
             let row = record.row.as_ref().ok_or_else(|| missing("row"))?;
             let report_len = record.report_len.ok_or_else(|| missing("report_len"))?;
-            loaded.apply_outcome(line(Some(row.line))?, row.outcome, report_len);
+            let row_line = line(Some(row.line))?;
+            loaded.apply_outcome(row_line, row.outcome, report_len);
+            if row.outcome == Outcome::Failed {
+                keep_failed_message(loaded, row_line, json);
+            }
         }
         Kind::Report => loaded.apply_report(record.len.ok_or_else(|| missing("len"))?),
         Kind::Forget => {

@@ -8,6 +8,10 @@ use crate::report::Outcome;
 /// Steps a row can have (numbered from 0): unlink, then delete the standalone user, and one spare.
 pub const MAX_STEPS: u8 = 3;
 
+/// Characters of a `failed` row's message kept for `--retry-failed` (SPEC section 6: a retried
+/// row says it had failed before, and why).
+pub const FAILED_BEFORE_CHARS: usize = 200;
+
 // One row's state in a byte:
 //   bits 0-2  final outcome: 0 none, 1 + index in `Outcome::ALL`
 //   bits 3-4  steps done (0..=MAX_STEPS)
@@ -24,7 +28,9 @@ const HAS_OUTCOME_RECORD: u8 = 0b1000_0000;
 ///
 /// Memory: one byte per input line up to the highest line the journal names (10 million lines
 /// take 10 MB), plus a small map entry (~32 bytes) per row that has more than one outcome record
-/// (rows re-attempted with `--retry-failed`).
+/// (rows re-attempted with `--retry-failed`), plus up to [`FAILED_BEFORE_CHARS`] characters of
+/// the message of each row recorded `failed` (or forgotten by `--retry-failed` and not yet
+/// recorded again).
 impl Default for Loaded {
     /// Nothing recorded: what a run without a checkpoint (a dry run) starts from.
     fn default() -> Loaded {
@@ -52,6 +58,11 @@ pub struct Loaded {
     last_stop: Option<LastStop>,
     /// Whether any other record follows that one (or, without one, exists at all).
     after_stop: bool,
+    /// The (cut) message of every row whose outcome is `failed`.
+    failed_messages: HashMap<u64, Box<str>>,
+    /// Rows whose `failed` outcome was forgotten (`--retry-failed`) and that have no outcome
+    /// since: the message of that outcome.
+    failed_before: HashMap<u64, Box<str>>,
 }
 
 /// A run's end record (`{"t":"stop","why":…,"at":…}`): why it stopped, as
@@ -75,7 +86,27 @@ impl Loaded {
             lost_answer: std::collections::HashSet::new(),
             last_stop: None,
             after_stop: false,
+            failed_messages: HashMap::new(),
+            failed_before: HashMap::new(),
         }
+    }
+
+    /// For a row being re-attempted after `--retry-failed` forgot its `failed` outcome (in this
+    /// run, or in one that stopped before recording the row again): that outcome's message,
+    /// cut to [`FAILED_BEFORE_CHARS`].
+    pub fn failed_before(&self, line: u64) -> Option<&str> {
+        self.failed_before.get(&line).map(|m| &**m)
+    }
+
+    /// The message of the `failed` outcome just applied for `line` (kept, cut, for a later
+    /// `--retry-failed`).
+    pub(crate) fn apply_failed_message(&mut self, line: u64, message: &str) {
+        if self.outcome(line) != Some(Outcome::Failed) {
+            return;
+        }
+        let kept = crate::row::cut(message, FAILED_BEFORE_CHARS);
+        let kept = kept.as_deref().unwrap_or(message);
+        self.failed_messages.insert(line, kept.into());
     }
 
     /// The last end record of a run, if any run wrote one.
@@ -210,6 +241,7 @@ impl Loaded {
             *self.repeated.entry(line).or_insert(1) += 1;
         }
         self.counts[outcome_index(outcome)] += 1;
+        self.failed_before.remove(&line);
         let code = outcome_index(outcome) as u8 + 1;
         self.set(
             line,
@@ -233,6 +265,9 @@ impl Loaded {
             }
         }
         self.counts[outcome_index(outcome)] -= forgotten;
+        if outcome == Outcome::Failed {
+            self.failed_before.extend(self.failed_messages.drain());
+        }
         if forgotten > 0 {
             self.needs_rebuild = true;
         }
@@ -260,6 +295,9 @@ impl Loaded {
         let b = self.byte(line);
         if let Some(old) = decode_outcome(b) {
             self.counts[outcome_index(old)] -= 1;
+            if old == Outcome::Failed {
+                self.failed_messages.remove(&line);
+            }
         }
         b & !OUTCOME_MASK
     }

@@ -582,6 +582,42 @@ fn steps_done_tells_where_a_row_resumes() {
 }
 
 #[test]
+fn retry_failed_keeps_each_forgotten_rows_message_until_it_is_recorded_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("job.ckpt");
+    let (mut ckpt, _) = Checkpoint::open(&path, &binding()).unwrap();
+    let failed = |line: u64, message: &str| ReportRow {
+        message: message.into(),
+        ..row(line, Outcome::Failed)
+    };
+    ckpt.outcome(&failed(2, "HTTP 500"), 10).unwrap();
+    ckpt.outcome(&failed(3, &"x".repeat(5000)), 20).unwrap();
+    ckpt.outcome(&row(4, Outcome::Unlinked), 30).unwrap();
+    drop(ckpt);
+
+    let (mut ckpt, mut loaded) = Checkpoint::open(&path, &binding()).unwrap();
+    assert_eq!(loaded.failed_before(2), None, "not forgotten yet");
+    ckpt.forget_failed(&mut loaded).unwrap();
+    assert_eq!(loaded.failed_before(2), Some("HTTP 500"));
+    let cut = loaded.failed_before(3).unwrap();
+    assert_eq!(cut.chars().count(), crate::checkpoint::FAILED_BEFORE_CHARS);
+    assert_eq!(loaded.failed_before(4), None);
+    // The retry of line 2 is recorded; line 3's is not (the run was killed).
+    ckpt.intent(2, 0).unwrap();
+    ckpt.intent(3, 0).unwrap();
+    ckpt.outcome(&row(2, Outcome::Unlinked), 40).unwrap();
+    drop(ckpt);
+
+    let (_, loaded) = Checkpoint::open(&path, &binding()).unwrap();
+    assert_eq!(loaded.failed_before(2), None);
+    assert_eq!(
+        loaded.failed_before(3).map(|m| m.chars().count()),
+        Some(200)
+    );
+    assert_eq!(loaded.is_in_doubt(3), Some(0));
+}
+
+#[test]
 fn writes_outside_the_input_or_the_steps_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("job.ckpt");

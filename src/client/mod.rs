@@ -68,7 +68,10 @@ pub(crate) struct CallLog {
     pub(crate) http_status: Option<u16>,
     pub(crate) vendor_code: Option<String>,
     pub(crate) request_id: Option<String>,
-    pub(crate) request: String,
+    /// Every call of the row in order (its last attempt's description): see [`CallLog::request`].
+    calls: Vec<String>,
+    /// The next attempt starts a new call (a new entry in `calls`).
+    new_call: bool,
     pub(crate) sent: bool,
     /// A state-changing call was sent and its effect is unknown.
     pub(crate) in_doubt: bool,
@@ -89,7 +92,8 @@ impl CallLog {
             http_status: None,
             vendor_code: None,
             request_id: None,
-            request: String::new(),
+            calls: Vec::new(),
+            new_call: true,
             sent: false,
             in_doubt,
             rate_limit_wait: Duration::ZERO,
@@ -97,6 +101,39 @@ impl CallLog {
             retried_answer: None,
             absent_after_lost: false,
         }
+    }
+
+    /// The report's `request`: every call of the row in order (SPEC section 5), separated by
+    /// ` ; `. A call retried (backoff, rate limit, re-authentication) is one entry, showing its
+    /// last attempt.
+    pub(crate) fn request(&self) -> String {
+        self.calls.join(" ; ")
+    }
+
+    /// The call being made (or last made), for messages about it.
+    pub(crate) fn last_request(&self) -> &str {
+        self.calls.last().map_or("", String::as_str)
+    }
+
+    /// The report shows only `request` for this row (`--dry-run --check`: the call a real run
+    /// would send, not the read).
+    pub(crate) fn show_only(&mut self, request: String) {
+        self.calls = vec![request];
+        self.new_call = true;
+    }
+
+    /// A new logical call of the row begins: its first attempt adds an entry.
+    fn begin_call(&mut self) {
+        self.new_call = true;
+    }
+
+    /// The (scrubbed) description of the attempt about to be sent.
+    fn note_attempt(&mut self, request: String) {
+        match self.calls.last_mut() {
+            Some(last) if !self.new_call => *last = request,
+            _ => self.calls.push(request),
+        }
+        self.new_call = false;
     }
 }
 
@@ -202,6 +239,7 @@ impl VendorClient {
             "Adapter::can_read must agree with Adapter::read"
         );
         let mut reauthed = false;
+        log.begin_call();
         loop {
             if self.stop.is_set() {
                 return Err(Stopped);
@@ -312,7 +350,7 @@ impl VendorClient {
         log: &mut CallLog,
         budget: &mut u32,
     ) -> Result<Sent, Stopped> {
-        log.request = self.secrets.scrub(&request.describe());
+        log.note_attempt(self.secrets.scrub(&request.describe()));
         if let CallKind::Step(step) = turn.kind {
             if !rec.intent(turn.line, step).await {
                 return Err(Stopped);
@@ -465,7 +503,8 @@ impl VendorClient {
             }
             _ => format!(
                 "vendor `{}`: unexpected answer to {}: {unexpected}",
-                self.vendor.name, log.request
+                self.vendor.name,
+                log.last_request()
             ),
         }
     }

@@ -41,6 +41,7 @@ pub(super) fn records(
     source_name: String,
     columns: BTreeMap<String, String>,
     defaults: BTreeMap<String, String>,
+    reference: Option<String>,
 ) -> Result<Records, InputError> {
     let read_error = |line, error| InputError::Read {
         source_name: source_name.clone(),
@@ -69,10 +70,15 @@ pub(super) fn records(
         )));
     }
     let targets = column_targets(&parser, &header, &columns).map_err(header_error)?;
+    let reference = match reference {
+        None => None,
+        Some(column) => Some(reference_index(&parser, &column).map_err(header_error)?),
+    };
 
     Ok(Box::new(CsvRecords {
         parser,
         targets,
+        reference,
         defaults,
         source_name,
         done: false,
@@ -142,9 +148,19 @@ fn column_targets(
     Ok(targets)
 }
 
+/// Where `input.columns.reference` is in the header (already checked for bad names).
+fn reference_index(parser: &Parser, column: &str) -> Result<usize, String> {
+    parser
+        .fields()
+        .position(|raw| std::str::from_utf8(raw).is_ok_and(|name| name.trim() == column))
+        .ok_or_else(|| format!("column `{column}` (input.columns.reference) is not in the header"))
+}
+
 struct CsvRecords {
     parser: Parser,
     targets: Vec<Option<String>>,
+    /// The column of `input.columns.reference`, when set.
+    reference: Option<usize>,
     defaults: BTreeMap<String, String>,
     source_name: String,
     done: bool,
@@ -163,6 +179,7 @@ impl Iterator for CsvRecords {
                     return Some(Ok(Record {
                         line: raw.line,
                         fields: self.fields(&raw),
+                        reference: self.reference(&raw),
                     }));
                 }
                 Ok(None) => self.done = true,
@@ -181,6 +198,20 @@ impl Iterator for CsvRecords {
 }
 
 impl CsvRecords {
+    /// The record's reference, also for a record with the wrong field count or a bad field, as
+    /// long as it reaches the column and was kept.
+    fn reference(&self, raw: &RawRecord) -> String {
+        match self.reference {
+            Some(i) if !raw.too_long => self
+                .parser
+                .fields()
+                .nth(i)
+                .map(|v| crate::row::reference(&String::from_utf8_lossy(v)))
+                .unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
     fn fields(&self, raw: &RawRecord) -> Result<Fields, Invalid> {
         if raw.too_long {
             return Err(record_too_long());
@@ -647,6 +678,33 @@ mod tests {
         assert_eq!(
             message,
             "column `PrimaryUserId` (input.columns.user_id) is not in the header"
+        );
+    }
+
+    #[test]
+    fn the_reference_column_is_read_for_every_record_that_reaches_it() {
+        let mut spec = spec(&[], &[]);
+        spec.reference = Some("ticket".into());
+        let long = "t".repeat(300);
+        let mut input =
+            format!("id,ticket\n1, T-1 \n2,T-2,extra\n3,{long}\n4\n5,\"T-").into_bytes();
+        // Line 5's ticket is not UTF-8: the row is invalid, its reference still shown.
+        input.extend_from_slice(b"\xff\"\n");
+        let got = read_with(&input, &spec);
+        let refs: Vec<&str> = got.iter().map(|r| r.reference.as_str()).collect();
+        assert_eq!(refs[0], "T-1");
+        assert_eq!(refs[1], "T-2", "a wrong field count still reads the column");
+        assert_eq!(refs[2].chars().count(), crate::row::MAX_REFERENCE);
+        assert!(refs[2].ends_with('…'));
+        assert_eq!(refs[3], "", "line 4 does not reach the column");
+        assert_eq!(refs[4], "T-\u{fffd}");
+        assert!(got[1].fields.is_err() && got[4].fields.is_err());
+        // Still a field of its own name, as any other column.
+        assert_eq!(got[0].fields.as_ref().unwrap().get("ticket"), Some("T-1"));
+        let message = header_error(b"id\n1\n", &spec);
+        assert_eq!(
+            message,
+            "column `ticket` (input.columns.reference) is not in the header"
         );
     }
 

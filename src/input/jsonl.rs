@@ -32,6 +32,7 @@ pub(super) fn records(
     source_name: String,
     columns: BTreeMap<String, String>,
     defaults: BTreeMap<String, String>,
+    reference: Option<String>,
 ) -> Records {
     Box::new(JsonlRecords {
         reader,
@@ -40,6 +41,7 @@ pub(super) fn records(
         names: Names {
             renames: rename_map(&columns),
             columns,
+            reference,
         },
         defaults,
         source_name,
@@ -77,6 +79,7 @@ impl Iterator for JsonlRecords {
                         return Some(Ok(Record {
                             line: self.line,
                             fields: Err(record_too_long()),
+                            reference: String::new(),
                         }));
                     }
                     // Also drops the `\n` and a CRLF's `\r`.
@@ -84,13 +87,15 @@ impl Iterator for JsonlRecords {
                     if bytes.is_empty() {
                         continue;
                     }
-                    let fields = parse(bytes, &self.names).map(|mut fields| {
+                    let (fields, reference) = parse(bytes, &self.names);
+                    let fields = fields.map(|mut fields| {
                         fields.apply_defaults(&self.defaults);
                         fields
                     });
                     return Some(Ok(Record {
                         line: self.line,
                         fields,
+                        reference,
                     }));
                 }
                 Err(error) => {
@@ -151,6 +156,8 @@ struct Names {
     renames: BTreeMap<String, String>,
     /// canonical name → key in the file.
     columns: BTreeMap<String, String>,
+    /// `input.columns.reference`: the key whose value is the record's reference.
+    reference: Option<String>,
 }
 
 impl Names {
@@ -165,13 +172,26 @@ impl Names {
     }
 }
 
-fn parse(bytes: &[u8], names: &Names) -> Result<Fields, Invalid> {
-    let text = std::str::from_utf8(bytes).map_err(|_| Invalid::new("", "is not valid UTF-8"))?;
+/// A line's fields (or why it is not a record) and its reference: read from any JSON object,
+/// also one with a bad field; a line that is not JSON at all has none.
+fn parse(bytes: &[u8], names: &Names) -> (Result<Fields, Invalid>, String) {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return (Err(Invalid::new("", "is not valid UTF-8")), String::new());
+    };
     let mut de = serde_json::Deserializer::from_str(text);
-    ObjectSeed(names)
+    match ObjectSeed(names)
         .deserialize(&mut de)
         .and_then(|parsed| de.end().map(|()| parsed))
-        .map_err(|err| Invalid::new("", format!("bad JSON: {}", json_message(&err))))?
+    {
+        Ok(parsed) => parsed,
+        Err(err) => (
+            Err(Invalid::new(
+                "",
+                format!("bad JSON: {}", json_message(&err)),
+            )),
+            String::new(),
+        ),
+    }
 }
 
 /// serde_json's message, with "at line 1 column N" shortened to "at column N": the record's line
@@ -188,20 +208,23 @@ fn json_message(err: &serde_json::Error) -> String {
 /// Deserialises one line: `Ok(Err(..))` is a readable JSON line that is not a valid record.
 struct ObjectSeed<'n>(&'n Names);
 
+/// What one line gives: its fields or why it is not a record, and its reference.
+type Parsed = (Result<Fields, Invalid>, String);
+
 impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
-    type Value = Result<Fields, Invalid>;
+    type Value = Parsed;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-fn not_object() -> Result<Fields, Invalid> {
-    Err(Invalid::new("", "not a JSON object"))
+fn not_object() -> Parsed {
+    (Err(Invalid::new("", "not a JSON object")), String::new())
 }
 
 impl<'de> Visitor<'de> for ObjectSeed<'_> {
-    type Value = Result<Fields, Invalid>;
+    type Value = Parsed;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
@@ -210,8 +233,16 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = Fields::new();
         let mut invalid = None;
+        let mut reference = String::new();
         while let Some(key) = map.next_key::<JsonStr<'de>>()? {
             let value = map.next_value::<JsonValue<'de>>()?;
+            if self.0.reference.as_deref() == Some(&*key.0) {
+                // A repeated key's last value wins, as for fields.
+                reference = match &value {
+                    JsonValue::Text(text) => crate::row::reference(text),
+                    _ => String::new(),
+                };
+            }
             if invalid.is_some() {
                 continue; // read to the end: the rest of the line must still be valid JSON
             }
@@ -242,10 +273,11 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
                 }
             }
         }
-        Ok(match invalid {
+        let fields = match invalid {
             Some(invalid) => Err(invalid),
             None => Ok(fields),
-        })
+        };
+        Ok((fields, reference))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -423,6 +455,25 @@ mod tests {
                 ok(2, &[("id", "b")]),
             ]
         );
+    }
+
+    #[test]
+    fn the_reference_key_is_read_from_every_json_object() {
+        let mut spec = spec(&[], &[]);
+        spec.reference = Some("ticket".into());
+        let input = b"{\"id\":\"a\",\"ticket\":\" T-1 \"}\n\
+            {\"ticket\":7,\"id\":[1]}\n\
+            {\"ticket\":\"T-3\",\"id\": }\n\
+            [\"T-4\"]\n\
+            {\"id\":\"e\"}\n";
+        let got = read_with(input, &spec);
+        let refs: Vec<&str> = got.iter().map(|r| r.reference.as_str()).collect();
+        assert_eq!(refs, ["T-1", "7", "", "", ""]);
+        assert!(
+            got[1].fields.is_err(),
+            "a bad field: invalid, reference kept"
+        );
+        assert!(got[2].fields.is_err(), "not JSON: no reference");
     }
 
     #[test]
@@ -695,6 +746,7 @@ mod tests {
             names: Names {
                 renames: BTreeMap::new(),
                 columns: BTreeMap::new(),
+                reference: None,
             },
             defaults: BTreeMap::new(),
             source_name: String::new(),

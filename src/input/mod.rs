@@ -57,13 +57,19 @@ pub struct InputSpec {
     pub columns: BTreeMap<String, String>,
     /// canonical field name → value used when a record lacks the field or leaves it empty.
     pub defaults: BTreeMap<String, String>,
+    /// `input.columns.reference`: the column (CSV) or key (JSONL) carried into each row's
+    /// `reference`. Not a field: no adapter reads it.
+    pub reference: Option<String>,
 }
 
-/// One input record: the 1-based line where it starts, and its fields or why it is unreadable.
+/// One input record: the 1-based line where it starts, its fields or why it is unreadable, and
+/// its `reference` (see [`crate::row::reference`]; empty without the setting, or when the record
+/// cannot be read that far).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub line: u64,
     pub fields: Result<Fields, Invalid>,
+    pub reference: String,
 }
 
 /// A problem that stops reading the input altogether.
@@ -131,12 +137,14 @@ pub fn open_reader(
             source_name,
             spec.columns.clone(),
             spec.defaults.clone(),
+            spec.reference.clone(),
         ),
         Format::Jsonl => Ok(jsonl::records(
             reader,
             source_name,
             spec.columns.clone(),
             spec.defaults.clone(),
+            spec.reference.clone(),
         )),
     }
 }
@@ -181,6 +189,7 @@ pub(crate) mod test_support {
             format,
             columns: map(columns),
             defaults: map(defaults),
+            reference: None,
         }
     }
 
@@ -199,6 +208,7 @@ pub(crate) mod test_support {
         Record {
             line,
             fields: Ok(Fields::from_pairs(pairs.iter().copied())),
+            reference: String::new(),
         }
     }
 
@@ -206,6 +216,7 @@ pub(crate) mod test_support {
         Record {
             line,
             fields: Err(Invalid::new(field, rule)),
+            reference: String::new(),
         }
     }
 }

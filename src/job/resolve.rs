@@ -115,14 +115,17 @@ fn resolve_files(
     base_dir: &Path,
 ) -> Result<(String, InputSpec, Outputs), JobError> {
     let name = resolve_name(root)?;
-    let (source, format, columns) = resolve_input(root, overrides, base_dir)?;
+    let (source, format, mut columns) = resolve_input(root, overrides, base_dir)?;
     let defaults = resolve_defaults(root)?;
     let output = resolve_output(root, overrides, base_dir, &name, &source)?;
+    // Not a vendor field: carried to the report beside the fields, never to an adapter.
+    let reference = columns.remove(REFERENCE_FIELD);
     let input = InputSpec {
         source,
         format,
         columns,
         defaults,
+        reference,
     };
     Ok((name, input, output))
 }
@@ -217,6 +220,9 @@ fn resolve_input(
     let columns = resolve_columns(raw_columns)?;
     Ok((source, format, columns))
 }
+
+/// The `input.columns` name of the column carried into the report's `reference` (SPEC section 5).
+const REFERENCE_FIELD: &str = "reference";
 
 /// `[input.columns]`: field → column, each column feeding at most one field.
 fn resolve_columns(raw: Option<Section<'_>>) -> Result<BTreeMap<String, String>, JobError> {

@@ -27,6 +27,10 @@ pub(super) struct Work {
     pub(super) start_step: u8,
     /// The step whose call was in flight when an earlier run stopped without recording it.
     pub(super) in_doubt: Option<u8>,
+    /// The row's `input.columns.reference` value (empty without one).
+    pub(super) reference: String,
+    /// `--retry-failed`: the message of the row's earlier `failed` outcome.
+    pub(super) failed_before: Option<String>,
 }
 
 /// Start the reader thread. The returned task ends with it, reporting a reader that died as an
@@ -138,21 +142,17 @@ impl Reader<'_> {
                 more_pending = true;
                 break;
             }
+            // From the input, but a report never shows a secret (SPEC section 8).
+            let reference = scrub_nonempty(settings, record.reference);
             let event = match classified {
-                Err((lane, row, message, outcome)) => Event::Row(
-                    Box::new(unsent_row(
-                        settings,
-                        line,
-                        lane,
-                        row.as_ref(),
-                        outcome,
-                        message,
-                    )),
+                Err(unsent) => Event::Row(
+                    Box::new(unsent_row(settings, line, reference, unsent)),
                     false,
                 ),
                 Ok((lane, row)) if dry_run => {
                     dispatched += 1;
-                    Event::Row(Box::new(dry_run_row(settings, line, lane, &row)), false)
+                    let row = dry_run_row(settings, line, reference, lane, &row);
+                    Event::Row(Box::new(row), false)
                 }
                 Ok((lane, row)) => {
                     dispatched += 1;
@@ -165,6 +165,8 @@ impl Reader<'_> {
                         start_step: loaded.steps_done(line),
                         in_doubt: loaded.is_in_doubt(line),
                         row,
+                        reference,
+                        failed_before: loaded.failed_before(line).map(str::to_owned),
                     };
                     if lanes[lane].blocking_send(work).is_err() {
                         return; // the lane stopped: the run is stopping
@@ -185,8 +187,9 @@ impl Reader<'_> {
 
 type Classified = Result<(usize, Prepared), (Option<usize>, Invalid)>;
 
-/// A row the reader records itself: its lane, its prepared form, its message and outcome.
-type Unsent = (Option<usize>, Option<Prepared>, String, Outcome);
+/// A row the reader records itself: its lane, its key (for an invalid row, as much of it as
+/// the row gives), its message and outcome.
+type Unsent = (Option<usize>, String, String, Outcome);
 
 /// A valid row that repeats an earlier row's vendor and key becomes a `duplicate` of it.
 fn dedupe(
@@ -199,30 +202,39 @@ fn dedupe(
         Ok((lane, row)) => match seen.insert(&settings.vendors[lane].name, &row.key.0, line) {
             Some(first) => Err((
                 Some(lane),
-                Some(row),
+                row.key.0,
                 format!("same vendor and key as line {first}"),
                 Outcome::Duplicate,
             )),
             None => Ok((lane, row)),
         },
-        Err((lane, invalid)) => Err((lane, None, invalid.to_string(), Outcome::Invalid)),
+        Err((lane, invalid)) => {
+            let message = invalid.to_string();
+            let key = invalid.key.map(|k| k.0).unwrap_or_default();
+            Err((lane, key, message, Outcome::Invalid))
+        }
     }
 }
 
 /// A dry run's row: `dry_run`, with the request a real run would send.
-fn dry_run_row(settings: &Settings, line: u64, lane: usize, row: &Prepared) -> ReportRow {
+fn dry_run_row(
+    settings: &Settings,
+    line: u64,
+    reference: String,
+    lane: usize,
+    row: &Prepared,
+) -> ReportRow {
     let adapter = &settings.vendors[lane].adapter;
     let request = settings
         .secrets
         .scrub(&adapter.build(row, 0, None).describe());
-    let mut r = unsent_row(
-        settings,
-        line,
+    let unsent = (
         Some(lane),
-        Some(row),
-        Outcome::DryRun,
+        row.key.0.clone(),
         String::new(),
+        Outcome::DryRun,
     );
+    let mut r = unsent_row(settings, line, reference, unsent);
     r.request = request;
     r
 }
@@ -269,18 +281,16 @@ fn classify_record(settings: &Settings, fields: Result<crate::row::Fields, Inval
 fn unsent_row(
     settings: &Settings,
     line: u64,
-    lane: Option<usize>,
-    row: Option<&Prepared>,
-    outcome: Outcome,
-    message: String,
+    reference: String,
+    (lane, key, message, outcome): Unsent,
 ) -> ReportRow {
     ReportRow {
         line,
         vendor: lane
             .map(|l| settings.vendors[l].name.clone())
             .unwrap_or_default(),
-        key: row.map(|r| r.key.0.clone()).unwrap_or_default(),
-        reference: String::new(),
+        key,
+        reference,
         outcome,
         http_status: None,
         vendor_code: None,
@@ -290,6 +300,14 @@ fn unsent_row(
         request: String::new(),
         message: settings.secrets.scrub(&message),
         finished_at: now_rfc3339(),
+    }
+}
+
+fn scrub_nonempty(settings: &Settings, text: String) -> String {
+    if text.is_empty() {
+        text
+    } else {
+        settings.secrets.scrub(&text)
     }
 }
 

@@ -155,26 +155,46 @@ async fn process_row(lane: Arc<LaneCtx>, work: Work) {
             sent: log.sent,
             in_doubt: log.in_doubt,
         },
-        End::Done(outcome, message) => Event::Row(
-            Box::new(ReportRow {
-                line: work.line,
-                vendor: lane.client.name().to_string(),
-                key: work.row.key.0.clone(),
-                reference: String::new(),
-                outcome,
-                http_status: log.http_status,
-                vendor_code: log.vendor_code,
-                attempts: log.attempts,
-                elapsed_ms: log.started.elapsed().as_millis() as u64,
-                request_id: log.request_id,
-                request: log.request,
-                message: lane.client.secrets().scrub(&message),
-                finished_at: now_rfc3339(),
-            }),
-            log.absent_after_lost && outcome == Outcome::Absent,
-        ),
+        End::Done(outcome, message) => {
+            let message = retried_message(work.failed_before.as_deref(), outcome, message);
+            let request = log.request();
+            Event::Row(
+                Box::new(ReportRow {
+                    line: work.line,
+                    vendor: lane.client.name().to_string(),
+                    key: work.row.key.0.clone(),
+                    reference: work.reference.clone(),
+                    outcome,
+                    http_status: log.http_status,
+                    vendor_code: log.vendor_code,
+                    attempts: log.attempts,
+                    elapsed_ms: log.started.elapsed().as_millis() as u64,
+                    request_id: log.request_id,
+                    request,
+                    message: lane.client.secrets().scrub(&message),
+                    finished_at: now_rfc3339(),
+                }),
+                log.absent_after_lost && outcome == Outcome::Absent,
+            )
+        }
     };
     lane.sink.send(event).await;
+}
+
+/// A row re-attempted after `--retry-failed` says that it had failed before, and why, whatever
+/// its new outcome (SPEC section 6); the report cuts the whole to its message limit.
+fn retried_message(failed_before: Option<&str>, outcome: Outcome, message: String) -> String {
+    match failed_before {
+        None => message,
+        Some(before) => {
+            let now = if message.is_empty() {
+                outcome.name()
+            } else {
+                &message
+            };
+            format!("failed before ({before}); now: {now}")
+        }
+    }
 }
 
 /// `--dry-run --check`: read the link's state; change nothing.
@@ -188,7 +208,7 @@ async fn check_row(lane: &LaneCtx, work: &Work, log: &mut CallLog) -> End {
             .scrub(&adapter.build(&work.row, 0, None).describe())
     };
     if !client.can_read() {
-        log.request = would_send();
+        log.show_only(would_send());
         return End::Done(
             Outcome::DryRun,
             format!(
@@ -201,7 +221,7 @@ async fn check_row(lane: &LaneCtx, work: &Work, log: &mut CallLog) -> End {
         Err(Stopped) => End::Pending,
         Ok(v) => match v.class {
             Class::Present => {
-                log.request = would_send();
+                log.show_only(would_send());
                 End::Done(Outcome::DryRun, "would be removed".into())
             }
             Class::Absent(m) => End::Done(Outcome::Absent, m),
@@ -350,9 +370,8 @@ async fn step_call(
             Answered::Verdict(v) => return Ok(Ok(v)),
             Answered::Lost(m) => m,
         };
-        let sent = log.request.clone();
+        // The read, and any resend, are calls of their own in the row's `request`.
         let read = read_state(lane, work, log).await?;
-        log.request = format!("{sent} ; {}", log.request);
         match read.class {
             Class::Absent(_) => {
                 log.in_doubt = false;

@@ -11,6 +11,7 @@ mod check;
 mod cli;
 mod crash;
 mod deploy;
+mod evidence;
 mod input_limits;
 mod input_rows;
 mod jobfile;
