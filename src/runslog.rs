@@ -206,7 +206,8 @@ impl RunsLog {
 /// does not start an empty one).
 fn split_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     let text = text.strip_suffix(b"\n").unwrap_or(text);
-    text.split(|b| *b == b'\n').filter(move |_| !text.is_empty())
+    text.split(|b| *b == b'\n')
+        .filter(move |_| !text.is_empty())
 }
 
 fn run_of(line: &[u8]) -> Option<u64> {
@@ -276,18 +277,26 @@ pub fn verify_bytes(text: &[u8]) -> Result<usize, Broken> {
         };
         if prev != expected {
             return Err(if n == 1 {
-                broken(1, "the first line's prev is not 64 zeros: lines before it are gone".into())
+                broken(
+                    1,
+                    "the first line's prev is not 64 zeros: lines before it are gone".into(),
+                )
             } else {
                 broken(
                     n - 1,
-                    format!("line {n}'s prev is not this line's SHA-256: this line was changed, or lines were removed or inserted after it"),
+                    format!(
+                        "line {n}'s prev is not this line's SHA-256: this line was changed, or lines were removed or inserted after it"
+                    ),
                 )
             });
         }
         expected = sha256_hex(raw);
     }
     if text.last().is_some_and(|b| *b != b'\n') {
-        return Err(broken(lines.len(), "no newline at the end: the write was cut short".into()));
+        return Err(broken(
+            lines.len(),
+            "no newline at the end: the write was cut short".into(),
+        ));
     }
     Ok(lines.len())
 }

@@ -86,11 +86,7 @@ pub(super) async fn run(args: RunArgs) -> i32 {
 }
 
 /// The run's end line in the runs log, now that its exit code is known.
-fn end_runs_log(
-    end: pipeline::RunsEnd,
-    code: i32,
-    error: Option<&str>,
-) -> Result<(), String> {
+fn end_runs_log(end: pipeline::RunsEnd, code: i32, error: Option<&str>) -> Result<(), String> {
     let path = end.path().to_path_buf();
     end.write(code, error)
         .map_err(|e| format!("cannot write runs log {}: {e}", path.display()))

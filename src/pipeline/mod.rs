@@ -217,7 +217,9 @@ fn input_file(settings: &Settings) -> PathBuf {
 }
 
 /// Run blocking file work off the runtime's worker.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, RunError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, RunError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| RunError::Internal(format!("the runs log: {}", join_error_text(e))))
