@@ -200,7 +200,7 @@ pub async fn run(
     let summary = finish.summary(tally);
     let why = stop_reason(&summary);
     record_stop(&settings, journal.as_mut(), &why);
-    // Waits for the counting pass (the input's hash) and reads the report once.
+    // Reads the report once (and the input, unless the counting pass has hashed it).
     blocking(move || {
         let end = runs_log.ending(&summary, &why, &digest, (&files.0, &files.1));
         (summary, end)

@@ -4,12 +4,12 @@
 //!
 //! The input's SHA-256 comes from the pass that counts the input's rows for the progress total
 //! ([`InputDigest`]): the whole file is read there anyway, on a thread of its own. Only when
-//! that pass did not run or did not reach the end (a run stopped before its first row, an
+//! that pass has not reached the end when the run ends (a dry run, a short `--limit` run, an
 //! unreadable record) is the file read once more at the end for it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::input::{self, InputSpec, Records, Source};
@@ -23,58 +23,31 @@ use super::{RunError, start::io_err};
 
 /// The input's fingerprint, as the counting pass finds it.
 #[derive(Default)]
-pub(super) struct InputDigest {
-    state: Mutex<DigestState>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-enum DigestState {
-    #[default]
-    NotStarted,
-    Counting,
-    Done(Fingerprint),
-    Failed,
-}
+pub(super) struct InputDigest(Mutex<Option<Fingerprint>>);
 
 impl InputDigest {
-    /// The counting pass starts: [`wait_or_hash`](Self::wait_or_hash) waits for it from now on.
+    /// The counting pass starts.
     pub(super) fn begin(self: &Arc<Self>) -> Counting {
-        *self.lock() = DigestState::Counting;
         Counting {
             digest: self.clone(),
             hashed: Hashed::default(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, DigestState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn set(&self, state: DigestState) {
-        *self.lock() = state;
-        self.changed.notify_all();
-    }
-
-    /// The counting pass's fingerprint once it ends; the file hashed here when that pass never
-    /// ran or stopped short.
-    fn wait_or_hash(&self, path: &Path) -> std::io::Result<Fingerprint> {
-        let mut state = self.lock();
-        while matches!(*state, DigestState::Counting) {
-            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
-        }
-        match &*state {
-            DigestState::Done(fp) => Ok(fp.clone()),
-            _ => {
-                drop(state);
-                runslog::hash_file(path)
-            }
+    /// The counting pass's fingerprint if it has read the whole input; else the file hashed
+    /// now. Hashing alone (about a gigabyte a second here) is much quicker than waiting for a
+    /// pass that also parses every record: a dry run starts its count only once its rows are
+    /// all read, and a short `--limit` run ends long before the count of a large input.
+    fn finished_or_hash(&self, path: &Path) -> std::io::Result<Fingerprint> {
+        let done = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match done {
+            Some(fp) => Ok(fp),
+            None => runslog::hash_file(path),
         }
     }
 }
 
-/// The counting pass's side of [`InputDigest`]. Dropped without [`done`](Counting::done) (an
-/// error, a panic), it leaves the hashing to the end of the run.
+/// The counting pass's side of [`InputDigest`].
 pub(super) struct Counting {
     digest: Arc<InputDigest>,
     hashed: Hashed,
@@ -91,21 +64,9 @@ impl Counting {
         input::open_reader(spec, Box::new(reader)).ok()
     }
 
-    /// The pass read the input to its end.
+    /// The pass read the input to its end: its hash is the input's.
     pub(super) fn done(self) {
-        self.digest
-            .set(DigestState::Done(self.hashed.fingerprint()));
-    }
-}
-
-impl Drop for Counting {
-    fn drop(&mut self) {
-        let mut state = self.digest.lock();
-        if matches!(*state, DigestState::Counting) {
-            *state = DigestState::Failed;
-            drop(state);
-            self.digest.changed.notify_all();
-        }
+        *self.digest.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.hashed.fingerprint());
     }
 }
 
@@ -268,7 +229,7 @@ impl Started {
     /// The input's and report's lengths and SHA-256; one that cannot be read is left `null`,
     /// with a warning (the run's outcome does not depend on it).
     fn fingerprints(&mut self, digest: &InputDigest, (input, report): (&Path, &Path)) {
-        match digest.wait_or_hash(input) {
+        match digest.finished_or_hash(input) {
             Ok(fp) => {
                 self.line.input.bytes = fp.bytes;
                 self.line.input.sha256 = Some(fp.sha256);
