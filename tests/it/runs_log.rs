@@ -342,3 +342,24 @@ fn a_dry_run_keeps_its_own_runs_log_beside_its_report() {
     assert_eq!(end["report"]["sha256"], file_sha256(&report).as_str());
     assert_eq!(end["report"]["path"], report.display().to_string().as_str());
 }
+
+#[test]
+fn a_piped_input_is_fingerprinted_from_its_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = auth0_job(dir.path(), "http://127.0.0.1:9", "-", "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("path = \"-\"", "path = \"-\"\nformat = \"csv\"");
+    std::fs::write(&job, text).unwrap();
+    let input = rows_input(7);
+    let mut cmd = std::process::Command::new(UNLINKER);
+    cmd.args(["run", job.to_str().unwrap(), "--no-progress", "--dry-run"])
+        .env("TEST_TOKEN", TOKEN);
+    let out = run_with_deadline(&mut cmd, Some(input.as_bytes()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines = lines(&dir.path().join("report.dry-run.csv.runs.jsonl"));
+    let end = &lines[1].1;
+    assert_eq!(end["input"]["path"], "<stdin>");
+    assert_eq!(end["input"]["bytes"], input.len());
+    assert_eq!(end["input"]["sha256"], sha256(input.as_bytes()).as_str());
+}
