@@ -112,13 +112,8 @@ pub async fn run(
     let mut opened = start::open(&mut settings, &opts, &stop).await?;
     // Only a run that holds the job writes in its runs log: one refused before (locked, input
     // changed, a bad path) leaves no line, and never writes beside another run's.
-    let runs_log = match runs::start(&settings, opts.dry_run, &input_given, started_at) {
-        Ok(r) => r,
-        Err(e) => {
-            record_stop(&settings, opened.journal.as_mut(), &format!("error: {e}"));
-            return Err(e);
-        }
-    };
+    let runs_log = runs::start(&settings, opts.dry_run, &input_given, started_at)
+        .inspect_err(|e| record_stop(&settings, opened.journal.as_mut(), &format!("error: {e}")))?;
     let digest = Arc::new(runs::InputDigest::default());
     let settings = Arc::new(settings);
     let previous = opened.loaded.counts();
@@ -178,12 +173,8 @@ pub async fn run(
         Err(e) => {
             record_stop(&settings, journal.as_mut(), &format!("error: {e}"));
             let lanes = lanes.clone();
-            return Err(blocking(move || {
-                runs_log.failed(&e, &lanes, &digest, (&files.0, &files.1));
-                e
-            })
-            .await
-            .unwrap_or_else(|e| e));
+            let e = blocking(move || runs_log.failed(e, &lanes, &digest, (&files.0, &files.1)));
+            return Err(e.await.unwrap_or_else(|e| e));
         }
     };
     let finish = finish::Finish {

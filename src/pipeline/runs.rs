@@ -207,15 +207,15 @@ impl Started {
         self.into_end()
     }
 
-    /// The end line after a fatal error: no counts (nothing tallied can be trusted), the
-    /// requests sent, the files' fingerprints where they can be read.
+    /// Write the end line after a fatal error, and hand the error back: no counts (nothing
+    /// tallied can be trusted), the requests sent, the files' fingerprints where they can be read.
     pub(super) fn failed(
         mut self,
-        error: &RunError,
+        error: RunError,
         lanes: &[Arc<Lane>],
         digest: &InputDigest,
         files: (&Path, &Path),
-    ) {
+    ) -> RunError {
         self.line.vendors = Some(vendor_facts(lanes));
         self.line.stop = Some(self.secrets.scrub(&format!("error: {error}")));
         self.fingerprints(digest, files);
@@ -224,6 +224,7 @@ impl Started {
         if let Err(e) = end.write(error.exit_code(), None) {
             tracing::warn!("cannot write the runs log {}: {e}", path.display());
         }
+        error
     }
 
     /// The input's and report's lengths and SHA-256; one that cannot be read is left `null`,
@@ -304,5 +305,46 @@ fn host() -> String {
         "unknown".into()
     } else {
         name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counting_pass_hashes_what_it_reads_and_the_end_hashes_what_it_did_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.csv");
+        let mut text = String::from("user_id,provider,identity_user_id\n");
+        for i in 0..50_000 {
+            text.push_str(&format!("auth0|u{i},github,{i}\n"));
+        }
+        std::fs::write(&path, &text).unwrap();
+        let spec = InputSpec {
+            source: Source::File(path.clone()),
+            format: input::Format::Csv,
+            columns: BTreeMap::new(),
+            defaults: BTreeMap::new(),
+        };
+        let expected = runslog::hash_file(&path).unwrap();
+        assert_eq!(expected.sha256, runslog::sha256_hex(text.as_bytes()));
+
+        let digest = Arc::new(InputDigest::default());
+        let counting = digest.begin();
+        let rows = counting.open(&spec).unwrap().count();
+        assert_eq!(rows, 50_000);
+        counting.done();
+        // The file changes after the pass: the pass's hash is what the run read.
+        std::fs::write(&path, "changed").unwrap();
+        assert_eq!(digest.finished_or_hash(&path).unwrap(), expected);
+
+        // A pass that never finished: the file is hashed at the end.
+        let unfinished = Arc::new(InputDigest::default());
+        let counting = unfinished.begin();
+        let _ = counting.open(&spec).unwrap().take(3).count();
+        drop(counting);
+        let now = unfinished.finished_or_hash(&path).unwrap();
+        assert_eq!(now.sha256, runslog::sha256_hex(b"changed"));
     }
 }

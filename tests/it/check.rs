@@ -220,7 +220,11 @@ fn check_run(sim: &Sim, dir: &Path, job: &Path, extra: &[&str], env: &[(&str, &s
         out.stderr
     );
     files_after.remove("check-summary.json");
-    assert!(files_after.remove("report.dry-run.csv.runs.jsonl").is_some());
+    assert!(
+        files_after
+            .remove("report.dry-run.csv.runs.jsonl")
+            .is_some()
+    );
     assert_eq!(
         files_after.keys().collect::<Vec<_>>(),
         files_before.keys().collect::<Vec<_>>(),
