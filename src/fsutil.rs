@@ -41,6 +41,16 @@ pub fn refuse_symlink(path: &Path) -> io::Result<()> {
 /// symbolic link, and anything that is not a regular file, at `path`. `append` keeps what the
 /// file holds; otherwise it is truncated. An existing file's mode is tightened to 0600.
 pub fn create_private(path: &Path, append: bool) -> io::Result<File> {
+    open_private(path, append, false)
+}
+
+/// Open a log the product appends to and reads back (the runs log): owner-only and no-follow
+/// as [`create_private`], readable, every write at its end.
+pub fn open_private_log(path: &Path) -> io::Result<File> {
+    open_private(path, true, true)
+}
+
+fn open_private(path: &Path, append: bool, read: bool) -> io::Result<File> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => return Err(symlink_refused(path)),
         Ok(meta) if !meta.is_file() => {
@@ -54,7 +64,7 @@ pub fn create_private(path: &Path, append: bool) -> io::Result<File> {
         Err(e) => return Err(e),
     }
     let mut options = OpenOptions::new();
-    options.write(true).create(true);
+    options.write(true).create(true).read(read);
     if append {
         options.append(true);
     } else {

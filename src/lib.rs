@@ -9,6 +9,7 @@
 //!   classify an answer) only know [`row`];
 //! - [`client`]: one vendor's call policy (limiter, token, send, retry, settle, halt), the only
 //!   code that touches reqwest's client and governor;
+//! - [`runslog`] (the runs log's hash chain: writer and checker, knowing only [`fsutil`]);
 //! - [`checkpoint`] (the journal), [`job`] (job file → settings), [`summary`], [`progress`],
 //!   [`metrics`];
 //! - [`pipeline`]: a run, wiring reader → lanes → consumer;
@@ -32,5 +33,6 @@ pub mod pipeline;
 pub mod progress;
 pub mod report;
 pub mod row;
+pub mod runslog;
 pub mod stop;
 pub mod summary;

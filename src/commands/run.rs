@@ -47,13 +47,20 @@ pub(super) async fn run(args: RunArgs) -> i32 {
         progress: !args.no_progress && logging::quiet() == 0 && std::io::stderr().is_terminal(),
     };
     match pipeline::run(settings, opts, stop).await {
-        Ok(summary) => {
+        Ok((summary, runs_end)) => {
             if let Some(path) = summary_path
                 && let Err(e) = summary.write_json(&path)
             {
-                return fatal(&format!("cannot write summary {}: {e}", path.display()));
+                let message = format!("cannot write summary {}: {e}", path.display());
+                if let Err(also) = end_runs_log(runs_end, exit::FATAL, Some(&message)) {
+                    tracing::warn!("{also}");
+                }
+                return fatal(&message);
             }
             let code = summary.exit_code();
+            if let Err(message) = end_runs_log(runs_end, code, None) {
+                return fatal(&message);
+            }
             if let Some(path) = &metrics_path
                 && let Err(e) = summary.metrics().write(path)
             {
@@ -76,6 +83,13 @@ pub(super) async fn run(args: RunArgs) -> i32 {
             code
         }
     }
+}
+
+/// The run's end line in the runs log, now that its exit code is known.
+fn end_runs_log(end: pipeline::RunsEnd, code: i32, error: Option<&str>) -> Result<(), String> {
+    let path = end.path().to_path_buf();
+    end.write(code, error)
+        .map_err(|e| format!("cannot write runs log {}: {e}", path.display()))
 }
 
 /// First SIGINT, SIGTERM or SIGHUP: stop starting calls and drain. Second: exit at once (still

@@ -15,6 +15,7 @@ mod consumer;
 mod finish;
 mod reader;
 mod row;
+mod runs;
 mod start;
 
 use std::path::PathBuf;
@@ -36,6 +37,7 @@ use crate::summary::Summary;
 
 pub use reader::{Validation, validate};
 pub use row::join_error_text;
+pub use runs::RunsEnd;
 
 /// Rows buffered per vendor lane between the reader and the lane.
 const LANE_QUEUE: usize = 4096;
@@ -93,18 +95,26 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Run (or resume) a job. `stop` is triggered from outside on SIGINT/SIGTERM/SIGHUP.
+/// Run (or resume) a job. `stop` is triggered from outside on SIGINT/SIGTERM/SIGHUP. With the
+/// summary comes the run's end line for the runs log, for the caller to write once it knows the
+/// exit code (after a fatal error, the end line is written here).
 pub async fn run(
     mut settings: Settings,
     opts: RunOptions,
     stop: Stop,
-) -> Result<Summary, RunError> {
+) -> Result<(Summary, RunsEnd), RunError> {
     let started = Instant::now();
     let started_at = SystemTime::now();
     // However this function ends (an error, a panic in the recorder), the senders stop.
     let _stop_on_exit = StopOnDrop(stop.clone());
     let deadline = Deadline::start(opts.deadline, &stop);
-    let opened = start::open(&mut settings, &opts, &stop).await?;
+    let input_given = settings.input.source.to_string();
+    let mut opened = start::open(&mut settings, &opts, &stop).await?;
+    // Only a run that holds the job writes in its runs log: one refused before (locked, input
+    // changed, a bad path) leaves no line, and never writes beside another run's.
+    let runs_log = runs::start(&settings, opts.dry_run, &input_given, started_at)
+        .inspect_err(|e| record_stop(&settings, opened.journal.as_mut(), &format!("error: {e}")))?;
+    let digest = Arc::new(runs::InputDigest::default());
     let settings = Arc::new(settings);
     let previous = opened.loaded.counts();
     let loaded = Arc::new(opened.loaded);
@@ -121,7 +131,7 @@ pub async fn run(
         loaded,
         stop.clone(),
         sink.clone(),
-        total_rows.clone(),
+        (total_rows.clone(), digest.clone()),
         (lane_txs, dry_run, opts.limit),
     );
     drop(sink);
@@ -157,11 +167,14 @@ pub async fn run(
     }
     let _ = lanes_done.await;
     let _ = reader.await;
+    let files = (input_file(&settings), settings.report.clone());
     let tally = match tally {
         Ok(tally) => tally,
         Err(e) => {
             record_stop(&settings, journal.as_mut(), &format!("error: {e}"));
-            return Err(e);
+            let lanes = lanes.clone();
+            let e = blocking(move || runs_log.failed(e, &lanes, &digest, (&files.0, &files.1)));
+            return Err(e.await.unwrap_or_else(|e| e));
         }
     };
     let finish = finish::Finish {
@@ -176,8 +189,31 @@ pub async fn run(
         deadline_reached: deadline.reached(),
     };
     let summary = finish.summary(tally);
-    record_stop(&settings, journal.as_mut(), &stop_reason(&summary));
-    Ok(summary)
+    let why = stop_reason(&summary);
+    record_stop(&settings, journal.as_mut(), &why);
+    // Reads the report once (and the input, unless the counting pass has hashed it).
+    blocking(move || {
+        let end = runs_log.ending(&summary, &why, &digest, (&files.0, &files.1));
+        (summary, end)
+    })
+    .await
+}
+
+/// The file the run read its input from (a pipe's copy once spooled).
+fn input_file(settings: &Settings) -> PathBuf {
+    match &settings.input.source {
+        crate::input::Source::File(p) => p.clone(),
+        crate::input::Source::Stdin => PathBuf::from("/dev/stdin"),
+    }
+}
+
+/// Run blocking file work off the runtime's worker.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, RunError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RunError::Internal(format!("the runs log: {}", join_error_text(e))))
 }
 
 /// How a run ended, in the words of the journal's end record (and `status`'s "last run" line).

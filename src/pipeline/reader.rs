@@ -41,7 +41,7 @@ pub(super) fn spawn(
     loaded: Arc<Loaded>,
     stop: Stop,
     sink: super::row::EventSink,
-    total: Arc<AtomicU64>,
+    (total, digest): (Arc<AtomicU64>, Arc<super::runs::InputDigest>),
     (lanes, dry_run, limit): (Vec<mpsc::Sender<Work>>, bool, Option<u64>),
 ) -> tokio::task::JoinHandle<()> {
     let events = sink.0.clone();
@@ -53,6 +53,7 @@ pub(super) fn spawn(
             stop: &thread_stop,
             events: &events,
             total: &total,
+            digest: &digest,
         };
         reader.run(lanes, dry_run, limit)
     });
@@ -76,6 +77,8 @@ pub(super) struct Reader<'a> {
     events: &'a mpsc::Sender<Event>,
     /// Rows in the input, once counted (for progress and the summary).
     pub(super) total: &'a Arc<AtomicU64>,
+    /// The input's SHA-256 for the runs log, taken by the counting pass.
+    digest: &'a Arc<super::runs::InputDigest>,
 }
 
 impl Reader<'_> {
@@ -86,10 +89,19 @@ impl Reader<'_> {
         if !spool::needs_spool(&self.settings.input.source) {
             let spec = self.settings.input.clone();
             let total = self.total.clone();
+            // The same pass hashes the input's bytes for the runs log.
+            let counting = self.digest.begin();
             std::thread::spawn(move || {
-                if let Ok(records) = input::open(&spec) {
-                    let n = records.take_while(|r| r.is_ok()).count() as u64;
-                    total.store(n, Ordering::Relaxed);
+                if let Some(records) = counting.open(&spec) {
+                    let mut clean = true;
+                    let n = records.take_while(|r| {
+                        clean = r.is_ok();
+                        clean
+                    });
+                    total.store(n.count() as u64, Ordering::Relaxed);
+                    if clean {
+                        counting.done();
+                    }
                 }
             });
         }

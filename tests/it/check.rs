@@ -179,7 +179,9 @@ struct Checked {
 fn check_run(sim: &Sim, dir: &Path, job: &Path, extra: &[&str], env: &[(&str, &str)]) -> Checked {
     const VENDORS: [&str; 4] = ["auth0", "fusionauth", "gigya", "newspark"];
     let links_before: Vec<Vec<String>> = VENDORS.iter().map(|v| sim.links(v)).collect();
-    let files_before = snapshot(dir);
+    let mut files_before = snapshot(dir);
+    // A dry run keeps its own runs log beside its report, appended by every dry run.
+    files_before.remove("report.dry-run.csv.runs.jsonl");
     let logged_before = sim.log().len();
     let counters_before = sim.counters();
     let summary_path = dir.join("check-summary.json");
@@ -208,7 +210,8 @@ fn check_run(sim: &Sim, dir: &Path, job: &Path, extra: &[&str], env: &[(&str, &s
     let links_after: Vec<Vec<String>> = VENDORS.iter().map(|v| sim.links(v)).collect();
     assert_eq!(links_before, links_after, "no link changed");
 
-    // The dry-run report is the only new file (besides the summary); nothing else changed.
+    // The dry-run report and its runs log are the only new files (besides the summary); nothing
+    // else changed.
     let mut files_after = snapshot(dir);
     let report = files_after.remove("report.dry-run.csv");
     assert!(
@@ -217,6 +220,11 @@ fn check_run(sim: &Sim, dir: &Path, job: &Path, extra: &[&str], env: &[(&str, &s
         out.stderr
     );
     files_after.remove("check-summary.json");
+    assert!(
+        files_after
+            .remove("report.dry-run.csv.runs.jsonl")
+            .is_some()
+    );
     assert_eq!(
         files_after.keys().collect::<Vec<_>>(),
         files_before.keys().collect::<Vec<_>>(),

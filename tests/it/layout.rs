@@ -196,6 +196,7 @@ fn the_library_layers_import_only_what_their_rules_allow() {
         ("stop", &[]),
         ("fsutil", &[]),
         ("report", &["fsutil", "row"]),
+        ("runslog", &["fsutil"]),
         ("input", &["row", "stop", "input"]),
         ("adapter", &["row", "adapter"]),
         ("client", &["adapter", "client", "job", "stop", "row"]),

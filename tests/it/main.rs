@@ -20,6 +20,7 @@ mod no_false_outcome;
 mod operator;
 mod paths;
 mod resume;
+mod runs_log;
 mod sim;
 mod status;
 mod unexpected;

@@ -206,6 +206,22 @@ fn a_checkpoint_removed_during_a_run_stops_it_within_seconds() {
         "{stderr}"
     );
     assert!(read_report(&report).len() < 200, "it stopped early");
+    // The runs log's end line says so, without counts.
+    let log = fs::read_to_string(dir.path().join("report.csv.runs.jsonl")).unwrap();
+    let end: serde_json::Value = serde_json::from_str(log.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(end["event"], "end");
+    assert_eq!(end["exit_code"], 1);
+    let stop = end["stop"].as_str().unwrap();
+    assert!(
+        stop.starts_with("error: ") && stop.contains("removed or replaced"),
+        "{stop}"
+    );
+    assert!(end["counts"].is_null() && end["this_run"].is_null());
+    assert!(end["vendors"]["auth0"]["requests"].as_u64().unwrap() >= 2);
+    assert_eq!(
+        unlinker::runslog::verify(&dir.path().join("report.csv.runs.jsonl")),
+        Ok(2)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
