@@ -326,6 +326,7 @@ mod tests {
             format: input::Format::Csv,
             columns: BTreeMap::new(),
             defaults: BTreeMap::new(),
+            reference: None,
         };
         let expected = runslog::hash_file(&path).unwrap();
         assert_eq!(expected.sha256, runslog::sha256_hex(text.as_bytes()));
