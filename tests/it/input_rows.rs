@@ -179,3 +179,23 @@ fn unreadable_input_is_fatal() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("missing.csv"), "{}", run.stderr);
 }
+
+/// `*` in a link field asks for every link: not built yet, so the row is `invalid` saying so,
+/// with its key, instead of being sent for a link literally called `*` (whose `absent` would be
+/// false).
+#[test]
+fn a_wildcard_row_is_invalid_until_wildcards_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = b"user_id,provider,identity_user_id\nauth0|a,github,*\nauth0|b,github,2\n";
+    let (run, rows) = dry_run(dir.path(), "in.csv", input, "");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let rows = by_line(&rows);
+    assert_eq!(rows[&2]["outcome"], "invalid");
+    assert!(
+        rows[&2]["message"].contains("`*` (every link) is not supported yet"),
+        "{:?}",
+        rows[&2]
+    );
+    assert_eq!(rows[&2]["key"], "auth0|a/github/*");
+    assert_eq!(rows[&3]["outcome"], "dry_run");
+}
