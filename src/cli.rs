@@ -41,6 +41,14 @@ pub enum Command {
         /// The job file (TOML)
         job: PathBuf,
     },
+    /// Write the job's audit report: one self-contained HTML page; no secret, no network
+    Audit {
+        /// The job file (TOML)
+        job: PathBuf,
+        /// Where to write the HTML page
+        #[arg(long, value_name = "PATH")]
+        html: PathBuf,
+    },
     /// List adapters, their row fields, keys and config keys
     Vendors,
     /// Print a shell completion script on stdout

@@ -19,6 +19,7 @@
 //! default `sim` feature) and shares no code with the library.
 
 pub mod adapter;
+pub mod audit;
 pub mod checkpoint;
 pub mod cli;
 pub mod client;

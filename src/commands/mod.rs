@@ -1,6 +1,7 @@
 //! The commands: each returns its exit code (SPEC section 7); the binary only exits with it.
 //! Output helpers that never fail live here too: a closed stderr or stdout must not stop a run.
 
+mod audit;
 mod completions;
 mod man;
 mod run;
@@ -18,6 +19,7 @@ pub async fn dispatch(command: Command) -> i32 {
         Command::Run(args) => run::run(args).await,
         Command::Validate { job, input } => validate::validate(job, input),
         Command::Status { job } => status::status(job),
+        Command::Audit { job, html } => audit::audit(job, html),
         Command::Vendors => vendors::vendors(),
         Command::Completions { shell } => completions::completions(shell),
         Command::Man => man::man(),

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod audit;
 mod auth0;
 mod check;
 mod cli;
