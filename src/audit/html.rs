@@ -326,7 +326,9 @@ fn rate_limit_section(h: &mut String, f: &Facts) {
         h.push_str("<p>No run has recorded vendor calls yet.</p></section>\n");
         return;
     }
-    h.push_str("<table id=\"rate\"><tr><th>vendor</th><th>requests</th><th>rate-limit answers (429)</th></tr>");
+    h.push_str(
+        "<table id=\"rate\"><tr><th>vendor</th><th>requests</th><th>rate-limit answers</th></tr>",
+    );
     for (v, (req, rl)) in &f.rate_limits {
         let _ = write!(
             h,

@@ -327,6 +327,35 @@ mod tests {
     }
 
     #[test]
+    fn a_jsonl_report_is_read_line_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        std::fs::write(
+            &path,
+            concat!(
+                r#"{"line":2,"vendor":"auth0","key":"a","outcome":"failed","message":"HTTP 503","finished_at":"2026-12-01T20:00:01.000Z"}"#,
+                "\n",
+                r#"{"line":3,"vendor":"auth0","key":"b","outcome":"invalid","message":"`x` is empty","finished_at":"2026-12-01T20:02:00.000Z"}"#,
+                "\n\n",
+                "{\"line\":4,\"torn",
+            ),
+        )
+        .unwrap();
+        let r = read_report(&path).unwrap();
+        assert_eq!(r.rows, 2);
+        assert_eq!(r.unreadable, 1);
+        assert_eq!(r.outcomes["failed"], 1);
+        assert_eq!(r.per_minute.values().sum::<u64>(), 2);
+        let top = r.failures.top(1);
+        assert_eq!(top[0].0, "HTTP #");
+        assert_eq!(
+            top[0].1.examples[0],
+            ("2".into(), "auth0".into(), "a".into())
+        );
+        assert_eq!(r.invalid.total(), 1);
+    }
+
+    #[test]
     fn groups_keep_few_examples() {
         let mut g = Groups::default();
         for i in 0..10 {
