@@ -48,6 +48,9 @@ pub enum Command {
         /// Where to write the HTML page
         #[arg(long, value_name = "PATH")]
         html: PathBuf,
+        /// The latest dry runs' report and runs log as a plan instead
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List adapters, their row fields, keys and config keys
     Vendors,

@@ -44,18 +44,28 @@ pub fn render(f: &Facts) -> String {
         h,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Audit report: job {}</title><style>{STYLE}</style></head><body>\n",
+         <title>{}: job {}</title><style>{STYLE}</style></head><body>\n",
+        title(f),
         esc(&f.job)
     );
     let _ = writeln!(
         h,
-        "<h1>Audit report: job <span class=\"mono\">{}</span></h1>\
-         <p class=\"muted\">Made by unlinker {} at {} from the job's report, checkpoint and runs log. \
+        "<h1>{}: job <span class=\"mono\">{}</span></h1>\
+         <p class=\"muted\">Made by unlinker {} at {} from the job's {}. \
          No secret is held in any of them, and none is shown here.</p>",
+        title(f),
         esc(&f.job),
         esc(env!("CARGO_PKG_VERSION")),
-        esc(&f.generated_at)
+        esc(&f.generated_at),
+        if f.dry_run {
+            "dry-run report and its runs log"
+        } else {
+            "report, checkpoint and runs log"
+        }
     );
+    if f.dry_run {
+        plan_section(&mut h, f);
+    }
     job_section(&mut h, f);
     chain_section(&mut h, f);
     runs_section(&mut h, &f.runs);
@@ -72,6 +82,57 @@ pub fn render(f: &Facts) -> String {
     rate_limit_section(&mut h, f);
     h.push_str("</body></html>\n");
     h
+}
+
+fn title(f: &Facts) -> &'static str {
+    if f.dry_run {
+        "Dry-run plan"
+    } else {
+        "Audit report"
+    }
+}
+
+/// A dry run as a plan: per vendor, the rows a real run would send, those already absent (read
+/// with `--check`), and those it would not send.
+fn plan_section(h: &mut String, f: &Facts) {
+    h.push_str("<section><h2>Plan</h2>");
+    let Ok(r) = &f.report else {
+        h.push_str("</section>\n");
+        return;
+    };
+    let _ = write!(
+        h,
+        "<p>{}</p><table id=\"plan\"><tr><th>vendor</th><th>would be sent</th><th>already absent</th>\
+         <th>invalid</th><th>duplicate</th><th>check failed</th></tr>",
+        if f.checked {
+            "The latest dry run read each link's state with the vendor's read-only API \
+             (<code>--check</code>): \"would be sent\" are links found, \"already absent\" links \
+             that do not exist."
+        } else {
+            "The latest dry run made no network call (no <code>--check</code>): every valid row \
+             would be sent; whether its link still exists was not read."
+        }
+    );
+    let get = |m: &std::collections::BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+    for (vendor, m) in &r.vendors {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"n\" data-plan=\"{}/send\">{}</td><td class=\"n\" data-plan=\"{}/absent\">{}</td>\
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            esc(vendor),
+            esc(vendor),
+            get(m, "dry_run"),
+            esc(vendor),
+            get(m, "absent"),
+            get(m, "invalid"),
+            get(m, "duplicate"),
+            get(m, "failed"),
+        );
+    }
+    h.push_str(
+        "</table><p class=\"muted\">No duration estimate: the dry run's summary has it \
+         (<code>--summary</code>), the runs log does not. Invalid rows by rule are listed below.</p></section>\n",
+    );
 }
 
 fn kv(h: &mut String, k: &str, v: &str) {

@@ -204,6 +204,10 @@ pub fn read_report(path: &Path) -> std::io::Result<ReportFacts> {
 /// Everything the audit report shows.
 #[derive(Debug)]
 pub struct Facts {
+    /// A dry run's plan rather than the job's record.
+    pub dry_run: bool,
+    /// Dry runs only: whether the latest one read each link's state (`--check`).
+    pub checked: bool,
     pub job: String,
     pub job_path: String,
     pub report_path: String,
@@ -242,10 +246,17 @@ pub fn gather(job: &JobFiles) -> Result<Facts, AuditError> {
             path: job.checkpoint.display().to_string(),
         });
     }
-    gather_from(job, &job.report, &job.runs)
+    gather_from(job, false)
 }
 
-fn gather_from(job: &JobFiles, report: &Path, runs_path: &Path) -> Result<Facts, AuditError> {
+/// Gather the facts of a job's dry runs: `job` as [`crate::job::load_lenient_dry_run`] resolves
+/// it (the dry-run report and its own runs log). A dry run leaves no checkpoint.
+pub fn gather_dry_run(job: &JobFiles) -> Result<Facts, AuditError> {
+    gather_from(job, true)
+}
+
+fn gather_from(job: &JobFiles, dry_run: bool) -> Result<Facts, AuditError> {
+    let (report, runs_path) = (&job.report, &job.runs);
     if !runs_path.is_file() {
         return Err(AuditError::NoRunsLog {
             job: job.name.clone(),
@@ -262,13 +273,17 @@ fn gather_from(job: &JobFiles, report: &Path, runs_path: &Path) -> Result<Facts,
     let mut input_sha256 = None;
     let mut input_bytes = None;
     let mut rate_limits: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut checked = false;
     for raw in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let Ok(line) = serde_json::from_slice::<Line>(raw) else {
             bad_lines += 1;
             continue;
         };
-        if line.dry_run {
+        if line.dry_run != dry_run {
             continue;
+        }
+        if line.event == "start" {
+            checked = line.args.iter().any(|a| a == "--check");
         }
         if let Some(sha) = &line.input.sha256 {
             input_sha256 = Some(sha.clone());
@@ -293,6 +308,8 @@ fn gather_from(job: &JobFiles, report: &Path, runs_path: &Path) -> Result<Facts,
     }
     let report_facts = read_report(report).map_err(|e| format!("{}: {e}", report.display()));
     Ok(Facts {
+        dry_run,
+        checked,
         job: job.name.clone(),
         job_path: job.job_path.display().to_string(),
         report_path: report.display().to_string(),

@@ -1,7 +1,8 @@
 //! `unlinker audit JOB --html PATH`: the job's audit report (SPEC section 10), from its report,
 //! checkpoint and runs log. No secret and no network; takes no lock, so it works while a run
 //! holds the job's lock. Exit 0 when written, 1 when the job has no checkpoint or runs log (or
-//! the page cannot be written).
+//! the page cannot be written). With `--dry-run`, the latest dry runs' report and runs log as a
+//! plan (exit 1 when no dry run has left a runs log).
 
 use std::path::PathBuf;
 
@@ -10,8 +11,13 @@ use crate::audit;
 use crate::job::{self, JobError};
 use crate::summary::exit;
 
-pub(super) fn audit(job_path: PathBuf, html: PathBuf) -> i32 {
-    let job = match job::load_lenient(&job_path) {
+pub(super) fn audit(job_path: PathBuf, html: PathBuf, dry_run: bool) -> i32 {
+    let loaded = if dry_run {
+        job::load_lenient_dry_run(&job_path)
+    } else {
+        job::load_lenient(&job_path)
+    };
+    let job = match loaded {
         Ok(job) => job,
         Err(e @ JobError::MissingVars { .. }) => {
             return fatal(&format!(
@@ -21,7 +27,12 @@ pub(super) fn audit(job_path: PathBuf, html: PathBuf) -> i32 {
         }
         Err(e) => return fatal(&e),
     };
-    let facts = match audit::gather(&job) {
+    let gathered = if dry_run {
+        audit::gather_dry_run(&job)
+    } else {
+        audit::gather(&job)
+    };
+    let facts = match gathered {
         Ok(f) => f,
         Err(e) => return fatal(&e),
     };

@@ -19,7 +19,7 @@ pub async fn dispatch(command: Command) -> i32 {
         Command::Run(args) => run::run(args).await,
         Command::Validate { job, input } => validate::validate(job, input),
         Command::Status { job } => status::status(job),
-        Command::Audit { job, html } => audit::audit(job, html),
+        Command::Audit { job, html, dry_run } => audit::audit(job, html, dry_run),
         Command::Vendors => vendors::vendors(),
         Command::Completions { shell } => completions::completions(shell),
         Command::Man => man::man(),

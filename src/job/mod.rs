@@ -36,7 +36,7 @@ pub use paths::dry_run_path;
 pub use resolve::{
     BURST_RANGE, CONCURRENCY_RANGE, DEFAULT_BASE_DELAY, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_CONSECUTIVE_FAILURES, DEFAULT_MAX_DELAY, DEFAULT_MAX_RATE_LIMIT_WAIT,
-    DEFAULT_TIMEOUT, RATE_RANGE, check_base_url, resolve, resolve_lenient,
+    DEFAULT_TIMEOUT, RATE_RANGE, check_base_url, resolve, resolve_lenient, resolve_lenient_with,
 };
 pub use secrets::Secrets;
 pub use section::MAX_DURATION;
@@ -187,6 +187,21 @@ pub fn load_lenient(job_path: &Path) -> Result<JobFiles, JobError> {
         error,
     })?;
     resolve_lenient(job_path, &text, &|name| std::env::var(name).ok())
+}
+
+/// [`load_lenient`] for the files a dry run of the job writes: its dry-run report and runs log.
+pub fn load_lenient_dry_run(job_path: &Path) -> Result<JobFiles, JobError> {
+    let text = std::fs::read_to_string(job_path).map_err(|error| JobError::Read {
+        path: job_path.to_path_buf(),
+        error,
+    })?;
+    let overrides = Overrides {
+        dry_run: true,
+        ..Overrides::default()
+    };
+    resolve_lenient_with(job_path, &text, &overrides, &|name| {
+        std::env::var(name).ok()
+    })
 }
 
 /// The job the tests of this module's files start from, and a resolver for it.

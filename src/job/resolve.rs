@@ -69,10 +69,20 @@ pub fn resolve_lenient(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<JobFiles, JobError> {
+    resolve_lenient_with(job_path, text, &Overrides::default(), env)
+}
+
+/// [`resolve_lenient`] with overrides (`dry_run`: the files a dry run writes).
+pub fn resolve_lenient_with(
+    job_path: &Path,
+    text: &str,
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<JobFiles, JobError> {
     let base_dir = base_dir(job_path);
     let raw = raw::read(job_path, base_dir, text, env, raw::Mode::Lenient)?;
     let mut root = Section::new(job_path, String::new(), raw.table);
-    let (name, input, output) = resolve_files(&mut root, &Overrides::default(), base_dir)?;
+    let (name, input, output) = resolve_files(&mut root, overrides, base_dir)?;
     let mut vendors = Vec::new();
     if let Some(mut tables) = root.section("vendors")? {
         for vendor in tables.keys() {

@@ -232,3 +232,82 @@ fn render_in_chromium(html: &Path, dir: &Path) {
         "the screenshot looks blank (variance {var:.1})"
     );
 }
+
+#[test]
+fn a_dry_run_with_check_as_a_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = write(dir.path(), "seed.csv", &rows_input(5));
+    let sim = Sim::start(&[
+        "--seed",
+        seed.to_str().unwrap(),
+        "--seed-vendor",
+        "auth0",
+        "--auth0-token",
+        TOKEN,
+    ]);
+    // Five linked, three not, one invalid.
+    let mut input = rows_input(8);
+    input.push_str("auth0|x,,99\n");
+    write(dir.path(), "in.csv", &input);
+    let job = auth0_job(dir.path(), &sim.url, "in.csv", "");
+    let html = dir.path().join("plan.html");
+
+    let none = audit_args(&job, &html, true);
+    assert_eq!(none.code, 1, "no dry run yet: {}", none.stderr);
+    assert!(none.stderr.contains("no runs log"), "{}", none.stderr);
+
+    let env: Vec<(&str, &str)> = vec![("TEST_TOKEN", TOKEN)];
+    let run = unlinker(
+        &[
+            "run",
+            job.to_str().unwrap(),
+            "--no-progress",
+            "--dry-run",
+            "--check",
+        ],
+        &env,
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(
+        audit(&job, &dir.path().join("x.html")).code,
+        1,
+        "a dry run leaves no checkpoint: no audit of the real job"
+    );
+    let a = audit_args(&job, &html, true);
+    assert_eq!(a.code, 0, "{}", a.stderr);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<h1>Dry-run plan"));
+    assert!(page.contains("(<code>--check</code>)"));
+    assert!(
+        page.contains("data-plan=\"auth0/send\">5<"),
+        "five links found"
+    );
+    assert!(
+        page.contains("data-plan=\"auth0/absent\">3<"),
+        "three absent"
+    );
+    assert!(page.contains("<p id=\"chain\" class=\"ok\">intact</p>"));
+    assert!(
+        page.contains("`provider`"),
+        "the invalid row's rule is listed"
+    );
+    assert!(!page.contains(TOKEN));
+}
+
+fn audit_args(job: &Path, html: &Path, dry_run: bool) -> Run {
+    let mut args = vec![
+        "audit",
+        job.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ];
+    if dry_run {
+        args.push("--dry-run");
+    }
+    Command::new(UNLINKER)
+        .args(args)
+        .env_clear()
+        .output()
+        .expect("run unlinker audit")
+        .into()
+}
