@@ -311,3 +311,53 @@ fn audit_args(job: &Path, html: &Path, dry_run: bool) -> Run {
         .expect("run unlinker audit")
         .into()
 }
+
+#[test]
+fn audit_works_while_a_run_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = write(dir.path(), "seed.csv", &rows_input(40));
+    let sim = Sim::start(&[
+        "--seed",
+        seed.to_str().unwrap(),
+        "--seed-vendor",
+        "auth0",
+        "--auth0-token",
+        TOKEN,
+        "--latency",
+        "300ms",
+    ]);
+    write(dir.path(), "in.csv", &rows_input(40));
+    // Two in flight at a time: about 6 s for the whole job.
+    let job = auth0_job(dir.path(), &sim.url, "in.csv", "").to_path_buf();
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("concurrency = 8", "concurrency = 2");
+    std::fs::write(&job, text).unwrap();
+    let mut child = spawn_run(&job, std::process::Stdio::null());
+    let report = dir.path().join("report.csv");
+    let start = std::time::Instant::now();
+    let rows = || {
+        std::fs::read_to_string(&report)
+            .map(|t| t.lines().count().saturating_sub(1))
+            .unwrap_or(0)
+    };
+    while rows() < 2 && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let html = dir.path().join("live.html");
+    let a = audit(&job, &html);
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(a.code, 0, "{}", a.stderr);
+    assert!(
+        still_running,
+        "the run was still going (and holding the lock) during the audit"
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("no end record: killed, or still running"),
+        "the running run is listed without an end"
+    );
+    assert!(page.contains("<p id=\"chain\" class=\"ok\">intact</p>"));
+}
