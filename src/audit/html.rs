@@ -253,9 +253,9 @@ fn report_sections(h: &mut String, r: &ReportFacts) {
     // Totals per outcome.
     let _ = write!(
         h,
-        "<section><h2>Totals per outcome</h2><p>{} rows in the report.</p><table id=\"totals\">\
+        "<section><h2>Totals per outcome</h2><p>{} in the report.</p><table id=\"totals\">\
          <tr><th>outcome</th><th>rows</th></tr>",
-        r.rows
+        crate::client::plural(r.rows, "row")
     );
     for (o, n) in &r.outcomes {
         let _ = write!(
@@ -344,7 +344,12 @@ fn bucket(per_minute: &std::collections::BTreeMap<u64, u64>) -> (Vec<(String, u6
 
 fn groups_section(h: &mut String, title: &str, id: &str, g: &Groups) {
     let total = g.total();
-    let _ = write!(h, "<section><h2>{}</h2><p>{total} rows.</p>", esc(title));
+    let _ = write!(
+        h,
+        "<section><h2>{}</h2><p>{}.</p>",
+        esc(title),
+        crate::client::plural(total, "row")
+    );
     if total == 0 {
         h.push_str("</section>\n");
         return;
