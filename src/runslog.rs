@@ -50,6 +50,10 @@ pub struct Line {
     /// Per outcome recorded by this run, and `absent_after_lost_answer`.
     pub this_run: Option<BTreeMap<String, u64>>,
     pub vendors: Option<BTreeMap<String, VendorFacts>>,
+    /// `--dry-run --check` end lines: per vendor, how long the real run would take (seconds at
+    /// the job's rates, for the calls it would send); `null` otherwise.
+    #[serde(default)]
+    pub estimate_seconds: Option<BTreeMap<String, f64>>,
     /// SHA-256 (hex) of the previous line's bytes, its newline not included; [`GENESIS`] first.
     pub prev: String,
 }
@@ -335,6 +339,7 @@ mod tests {
             counts: None,
             this_run: None,
             vendors: None,
+            estimate_seconds: None,
             prev: String::new(),
         }
     }

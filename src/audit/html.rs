@@ -129,10 +129,30 @@ fn plan_section(h: &mut String, f: &Facts) {
             get(m, "failed"),
         );
     }
-    h.push_str(
-        "</table><p class=\"muted\">No duration estimate: the dry run's summary has it \
-         (<code>--summary</code>), the runs log does not. Invalid rows by rule are listed below.</p></section>\n",
-    );
+    h.push_str("</table>");
+    match &f.estimate_seconds {
+        Some(estimate) => {
+            h.push_str(
+                "<p>Estimated duration of the real run at the job's rates, for the calls it \
+                 would send:</p><table id=\"estimate\"><tr><th>vendor</th><th>about</th></tr>",
+            );
+            for (vendor, seconds) in estimate {
+                let d = std::time::Duration::from_secs(seconds.max(0.0).ceil() as u64);
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
+                    esc(vendor),
+                    esc(&humantime::format_duration(d).to_string())
+                );
+            }
+            h.push_str("</table>");
+        }
+        None => h.push_str(
+            "<p class=\"muted\">No duration estimate: only a dry run with <code>--check</code> \
+             makes one.</p>",
+        ),
+    }
+    h.push_str("<p class=\"muted\">Invalid rows by rule are listed below.</p></section>\n");
 }
 
 fn kv(h: &mut String, k: &str, v: &str) {

@@ -223,6 +223,8 @@ pub struct Facts {
     pub chain: Result<usize, runslog::Broken>,
     /// vendor → (requests, rate-limit answers), over every run of the job.
     pub rate_limits: BTreeMap<String, (u64, u64)>,
+    /// Dry runs with `--check`: the latest end line's estimate, seconds per vendor.
+    pub estimate_seconds: Option<BTreeMap<String, f64>>,
     pub report: Result<ReportFacts, String>,
     pub generated_at: String,
 }
@@ -274,6 +276,7 @@ fn gather_from(job: &JobFiles, dry_run: bool) -> Result<Facts, AuditError> {
     let mut input_bytes = None;
     let mut rate_limits: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut checked = false;
+    let mut estimate_seconds = None;
     for raw in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let Ok(line) = serde_json::from_slice::<Line>(raw) else {
             bad_lines += 1;
@@ -301,6 +304,9 @@ fn gather_from(job: &JobFiles, dry_run: bool) -> Result<Facts, AuditError> {
                     e.1 += v.rate_limited;
                 }
             }
+            if line.estimate_seconds.is_some() {
+                estimate_seconds = line.estimate_seconds.clone();
+            }
             run.end = Some(line);
         } else {
             run.start = Some(line);
@@ -325,6 +331,7 @@ fn gather_from(job: &JobFiles, dry_run: bool) -> Result<Facts, AuditError> {
         bad_lines,
         chain,
         rate_limits,
+        estimate_seconds,
         report: report_facts,
         generated_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     })

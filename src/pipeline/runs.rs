@@ -123,6 +123,7 @@ pub(super) fn start(
         counts: None,
         this_run: None,
         vendors: None,
+        estimate_seconds: None,
         prev: String::new(),
     };
     super::start::ensure_parent(&settings.runs, "cannot create the runs log folder")?;
@@ -202,6 +203,14 @@ impl Started {
                 })
                 .collect(),
         );
+        if !summary.estimate.is_empty() {
+            let seconds = summary
+                .estimate
+                .iter()
+                .map(|(name, e)| (name.clone(), e.seconds))
+                .collect();
+            self.line.estimate_seconds = Some(seconds);
+        }
         self.line.stop = Some(self.secrets.scrub(stop));
         self.fingerprints(digest, files);
         self.into_end()

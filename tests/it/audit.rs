@@ -286,6 +286,12 @@ fn a_dry_run_with_check_as_a_plan() {
         page.contains("data-plan=\"auth0/absent\">3<"),
         "three absent"
     );
+    assert!(
+        page.contains(
+            "<table id=\"estimate\"><tr><th>vendor</th><th>about</th></tr><tr><td>auth0</td>"
+        ),
+        "the real run's estimated duration, from the dry run's runs log"
+    );
     assert!(page.contains("<p id=\"chain\" class=\"ok\">intact</p>"));
     assert!(
         page.contains("`provider`"),
