@@ -13,6 +13,7 @@
 //! [`REGISTRY`].
 
 pub(crate) mod auth0;
+pub(crate) mod firebase;
 pub(crate) mod fusionauth;
 pub(crate) mod gigya;
 pub(crate) mod http_class;
@@ -203,9 +204,17 @@ pub trait Adapter: Send + Sync + 'static {
     }
 
     /// When the adapter authenticates with a fetched token (Auth0 client credentials): the call
-    /// that fetches it. The runner shares one token between all calls and refreshes it.
+    /// that fetches it. The runner shares one token between all calls and refreshes it, and
+    /// calls this once per fetch, so a request holding a fresh signature (Firebase's JWT
+    /// assertion) is built anew each time.
     fn token_request(&self) -> Option<WireRequest> {
         None
+    }
+
+    /// Whether [`Adapter::token_request`] gives a call: asked on every call, so an adapter whose
+    /// token request is costly to build (a signature) answers without building it.
+    fn fetches_token(&self) -> bool {
+        self.token_request().is_some()
     }
 
     /// Parse a token answer into the token and its lifetime.
@@ -232,8 +241,9 @@ pub struct Registration {
 }
 
 /// Every adapter we ship: adding a vendor is one adapter file plus one entry here.
-pub static REGISTRY: [&Registration; 4] = [
+pub static REGISTRY: [&Registration; 5] = [
     &auth0::REGISTRATION,
+    &firebase::REGISTRATION,
     &fusionauth::REGISTRATION,
     &gigya::REGISTRATION,
     &newspark::REGISTRATION,

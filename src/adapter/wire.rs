@@ -37,6 +37,8 @@ pub struct WireRequest {
     pub form: Vec<(String, String)>,
     /// Names of form fields whose values are secrets; rendered as `[redacted]`.
     pub secret_fields: Vec<String>,
+    /// A JSON body (`application/json`) for a POST, already serialised; never with `form`.
+    pub json: Option<String>,
 }
 
 /// What replaces a secret in any rendered output.
@@ -50,7 +52,15 @@ impl WireRequest {
             headers: Vec::new(),
             form: Vec::new(),
             secret_fields: Vec::new(),
+            json: None,
         }
+    }
+
+    /// Send `body` as the JSON body. It is shown in the report's `request` column, so it must
+    /// hold no secret.
+    pub fn json(mut self, body: &serde_json::Value) -> Self {
+        self.json = Some(body.to_string());
+        self
     }
 
     pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
@@ -86,7 +96,8 @@ impl WireRequest {
     }
 
     /// The report's `request` column: method, URL and, for a form POST, the form fields with every
-    /// secret field's value replaced by [`REDACTED`]. Headers are never included.
+    /// secret field's value replaced by [`REDACTED`]; for a JSON POST, the JSON body. Headers are
+    /// never included.
     pub fn describe(&self) -> String {
         let mut out = format!("{} {}", self.method, self.url);
         if !self.form.is_empty() {
@@ -103,6 +114,10 @@ impl WireRequest {
                     out.push_str(&encode(value));
                 }
             }
+        }
+        if let Some(json) = &self.json {
+            out.push(' ');
+            out.push_str(json);
         }
         out
     }

@@ -97,6 +97,10 @@ async fn send(http: &reqwest::Client, request: &WireRequest) -> Result<Received,
                 "application/x-www-form-urlencoded",
             )
             .body(request.form_body());
+    } else if let Some(json) = &request.json {
+        builder = builder
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(json.clone());
     }
     let mut response = builder.send().await.map_err(transport_error)?;
     let status = response.status().as_u16();

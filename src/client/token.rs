@@ -46,7 +46,7 @@ impl TokenCache {
     }
 
     pub(crate) async fn current(&self, adapter: &dyn Adapter) -> TokenState {
-        if adapter.token_request().is_none() {
+        if !adapter.fetches_token() {
             return TokenState::NotUsed;
         }
         match self.slot.lock().await.as_ref() {
@@ -124,6 +124,7 @@ impl VendorClient {
             Ok(Received::Answer(a)) => match adapter.parse_token(&a) {
                 Ok((value, lifetime)) => {
                     tracing::debug!(vendor = %name, "fetched a token valid for {lifetime:?}");
+                    self.secrets.learn(&value);
                     // An absurd lifetime must not overflow the clock: refresh at least monthly.
                     let lifetime = lifetime.min(MAX_TOKEN_LIFETIME);
                     *slot = Some(Token {

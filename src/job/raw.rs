@@ -16,6 +16,7 @@ const SECRET_KEYS: &[&str] = &[
     "secret",
     "headers",
     "form",
+    "service_account",
 ];
 
 /// A job file parsed and interpolated, not read yet.
@@ -215,13 +216,45 @@ impl Interpolator<'_> {
 fn collect_secrets(table: &toml::Table, out: &mut Vec<String>) {
     for key in SECRET_KEYS {
         match table.get(*key) {
-            Some(toml::Value::String(s)) => out.push(s.clone()),
+            Some(toml::Value::String(s)) => {
+                out.push(s.clone());
+                if *key == "service_account" {
+                    out.extend(key_file_secrets(s));
+                }
+            }
             Some(toml::Value::Table(t)) => {
                 out.extend(t.values().filter_map(|v| v.as_str().map(str::to_string)));
             }
             _ => {}
         }
     }
+}
+
+/// The secrets inside a service-account key JSON (Firebase): its private key, also as the one
+/// line of base64 its PEM body is, and the key's id.
+fn key_file_secrets(text: &str) -> Vec<String> {
+    let Ok(serde_json::Value::Object(key)) = serde_json::from_str(text) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(pem) = key.get("private_key").and_then(|v| v.as_str()) {
+        out.push(pem.to_string());
+        let body: String = pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .map(str::trim)
+            .collect();
+        out.push(body);
+        out.extend(
+            pem.lines()
+                .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
+                .map(str::to_string),
+        );
+    }
+    if let Some(id) = key.get("private_key_id").and_then(|v| v.as_str()) {
+        out.push(id.to_string());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -339,6 +372,26 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("vendors.a0.token"), "{err}");
+    }
+
+    #[test]
+    fn a_service_account_key_registers_its_private_key() {
+        let pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----\n";
+        let key = serde_json::json!({"private_key": pem, "private_key_id": "kid-123456", "client_email": "a@b"});
+        let text = format!("[vendors.fb]\ntype = \"firebase\"\nservice_account = '{key}'\n");
+        let raw = read_text(&text).unwrap();
+        let secrets = crate::job::Secrets::new(&raw.secrets);
+        assert_eq!(secrets.scrub(pem), "[redacted]");
+        assert_eq!(
+            secrets.scrub("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"),
+            "[redacted]"
+        );
+        assert_eq!(
+            secrets.scrub("x MIIEvQIBADANBgkqhkiG9w0BAQEFAASC y"),
+            "x [redacted] y"
+        );
+        assert_eq!(secrets.scrub("kid-123456"), "[redacted]");
+        assert_eq!(secrets.scrub("a@b"), "a@b");
     }
 
     #[test]

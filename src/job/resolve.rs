@@ -398,13 +398,16 @@ fn resolve_vendor(
     mut v: Section<'_>,
     overrides: &Overrides,
 ) -> Result<VendorSettings, JobError> {
-    let kind_text = v
-        .string("type")?
-        .ok_or_else(|| v.err("type", "required: auth0, fusionauth, gigya or newspark"))?;
+    let kind_text = v.string("type")?.ok_or_else(|| {
+        v.err(
+            "type",
+            "required: auth0, firebase, fusionauth, gigya or newspark",
+        )
+    })?;
     let kind = VendorKind::parse(&kind_text).ok_or_else(|| {
         v.err(
             "type",
-            format!("unknown vendor type `{kind_text}`: use auth0, fusionauth, gigya or newspark"),
+            format!("unknown vendor type `{kind_text}`: use auth0, firebase, fusionauth, gigya or newspark"),
         )
     })?;
     let pacing = kind.pacing();
@@ -1086,7 +1089,7 @@ concurrency = 5
             "vendors.v.type",
         );
         assert!(
-            e.ends_with("required: auth0, fusionauth, gigya or newspark"),
+            e.ends_with("required: auth0, firebase, fusionauth, gigya or newspark"),
             "{e}"
         );
         let e = err_at(vendor("type = \"okta\"", &none), "vendors.v.type");

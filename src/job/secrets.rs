@@ -30,12 +30,19 @@ use crate::adapter::wire::{REDACTED, encode};
 /// message would destroy it while protecting nothing. Also the shortest encoded form searched.
 const MIN_SCRUB_LEN: usize = 4;
 
+/// Most values [`Secrets::learn`] keeps: a fetched token is replaced about hourly, so only the
+/// latest few can still turn up in an answer.
+const MAX_LEARNED: usize = 8;
+
 /// The secrets of a job, compiled for scrubbing.
 #[derive(Clone, Default)]
 pub struct Secrets {
     count: usize,
     forms: usize,
     finder: Option<AhoCorasick>,
+    /// Secrets met during the run (fetched access tokens), with all their forms, longest
+    /// first; shared by every clone, so the runner's copy and the report's see the same.
+    learned: std::sync::Arc<std::sync::RwLock<Vec<Vec<String>>>>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -73,11 +80,50 @@ impl Secrets {
             count: raw.len(),
             forms: forms.len(),
             finder,
+            learned: Default::default(),
         }
+    }
+
+    /// Remember a secret obtained while running (a fetched access token): scrubbed from now on
+    /// in every form, like the job's own.
+    pub fn learn(&self, secret: &str) {
+        if secret.len() < MIN_SCRUB_LEN {
+            return;
+        }
+        let mut forms: Vec<String> = forms_of(secret)
+            .into_iter()
+            .filter(|f| f.len() >= MIN_SCRUB_LEN)
+            .collect();
+        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        forms.dedup();
+        let mut learned = self.learned.write().unwrap_or_else(|e| e.into_inner());
+        if learned.iter().any(|known| known.first() == forms.first()) {
+            return;
+        }
+        if learned.len() >= MAX_LEARNED {
+            learned.remove(0);
+        }
+        learned.push(forms);
     }
 
     /// `text` with every form of every secret replaced by `[redacted]`.
     pub fn scrub(&self, text: &str) -> String {
+        let text = self.scrub_job(text);
+        let learned = self.learned.read().unwrap_or_else(|e| e.into_inner());
+        if learned.is_empty() {
+            return text;
+        }
+        let mut text = text;
+        for form in learned.iter().flatten() {
+            if text.contains(form.as_str()) {
+                text = text.replace(form.as_str(), REDACTED);
+            }
+        }
+        text
+    }
+
+    /// [`Secrets::scrub`] for the job's own secrets.
+    fn scrub_job(&self, text: &str) -> String {
         match &self.finder {
             Some(finder) if finder.is_match(text) => {
                 let mut out = String::with_capacity(text.len());
@@ -171,6 +217,22 @@ mod tests {
             out.starts_with("vendor said: <") && out.ends_with("> end"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn learned_secrets_are_scrubbed_in_every_clone_and_form() {
+        let job = Secrets::new(["job-secret-1"]);
+        let copy = job.clone();
+        assert_eq!(copy.scrub("a ya29.token/x+y b"), "a ya29.token/x+y b");
+        job.learn("ya29.token/x+y");
+        job.learn("ab");
+        assert_eq!(copy.scrub("a ya29.token/x+y b"), "a [redacted] b");
+        assert_eq!(copy.scrub("ya29.token%2Fx%2By"), "[redacted]");
+        assert_eq!(copy.scrub("job-secret-1 ab"), "[redacted] ab");
+        for n in 0..MAX_LEARNED {
+            job.learn(&format!("later-token-{n}"));
+        }
+        assert_eq!(copy.scrub("later-token-0"), "[redacted]");
     }
 
     #[test]

@@ -1,0 +1,679 @@
+//! Firebase Authentication (Identity Toolkit API v1): remove a federated provider from a user.
+//!
+//! Firebase unlinks silently: an update naming a provider that is not linked answers 200 and does
+//! nothing, and one that removes the user's last sign-in method succeeds and locks the user out.
+//! So a row is two calls (docs/vendors.md): step 0 looks the user up (`accounts:lookup`) and
+//! decides — not linked is `absent`, the last way to sign in is `failed` unless
+//! `allow_last_sign_in_method` — and step 1 sends the update (`accounts:update` with
+//! `deleteProvider`), whose answer must no longer list the provider. The lookup is also the read
+//! for in-doubt settlement and `--dry-run --check`.
+//!
+//! Credentials are a static bearer `token`, or a `service_account` key: an RS256 JWT assertion,
+//! signed anew for each token fetch (jsonwebtoken crate), exchanged at the key's `token_uri` for
+//! an access token that the runner shares and refreshes like Auth0's client-credentials token.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use url::Url;
+
+use super::http_class;
+use super::wire::{WireAnswer, WireRequest};
+use super::{
+    Adapter, Class, ConfigDoc, ConfigError, FieldDoc, Invalid, Key, Pacing, Params, Prepared,
+    Registration, VendorDoc, Verdict, boxed, parse_config,
+};
+use crate::row::Fields;
+
+pub const PACING: Pacing = Pacing {
+    rate: 10.0,
+    burst: 10,
+    concurrency: 8,
+};
+
+pub const DEFAULT_BASE_URL: &str = "https://identitytoolkit.googleapis.com";
+/// Google's token endpoint, for a key that names none.
+pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+/// The OAuth scope the access token is asked for.
+pub const SCOPE: &str = "https://www.googleapis.com/auth/identitytoolkit";
+/// The assertion's lifetime (`exp - iat`); Google accepts at most one hour.
+const ASSERTION_LIFETIME: Duration = Duration::from_secs(3600);
+/// Lifetime assumed when the token answer names none (Google's access tokens last an hour).
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// Longest `uid` Firebase allows.
+const MAX_UID_CHARS: usize = 128;
+
+/// Federated providers Firebase links (`oidc.*` and `saml.*` are accepted by prefix).
+pub const PROVIDERS: &[&str] = &[
+    "google.com",
+    "facebook.com",
+    "apple.com",
+    "github.com",
+    "twitter.com",
+    "microsoft.com",
+    "yahoo.com",
+    "playgames.google.com",
+    "gc.apple.com",
+];
+
+/// Sign-in methods that are not links: refused in rows, never listed for a wildcard.
+const NOT_LINKS: &[&str] = &["password", "phone"];
+
+/// This adapter in the registry (`super::REGISTRY`).
+pub const REGISTRATION: Registration = Registration {
+    name: "firebase",
+    pacing: PACING,
+    doc: &DOC,
+    build: |table, base_url| boxed(Firebase::from_config(table, base_url)),
+};
+
+pub const DOC: VendorDoc = VendorDoc {
+    title: "Firebase Authentication (Identity Toolkit v1 accounts:lookup, then accounts:update deleteProvider)",
+    fields: &[
+        FieldDoc {
+            name: "uid",
+            required: true,
+            rule: "the Firebase user's uid, 1-128 characters",
+        },
+        FieldDoc {
+            name: "provider_id",
+            required: true,
+            rule: "a federated provider, e.g. google.com, apple.com, oidc.NAME, saml.NAME (not password or phone)",
+        },
+    ],
+    key: "{uid}/{provider_id}",
+    config: &[
+        ConfigDoc {
+            name: "project_id",
+            default: "",
+            about: "the Google Cloud / Firebase project id",
+        },
+        ConfigDoc {
+            name: "service_account",
+            default: "",
+            about: "service-account key JSON, e.g. \"${file:/run/secrets/firebase-sa.json}\" (or token)",
+        },
+        ConfigDoc {
+            name: "token",
+            default: "",
+            about: "a static OAuth2 access token (or service_account)",
+        },
+        ConfigDoc {
+            name: "allow_last_sign_in_method",
+            default: "false",
+            about: "also remove a provider that is the user's last way to sign in",
+        },
+    ],
+    read_api: true,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    project_id: String,
+    token: Option<String>,
+    service_account: Option<String>,
+    #[serde(default)]
+    allow_last_sign_in_method: bool,
+}
+
+/// The fields of a service-account key file that are used (the rest is ignored).
+#[derive(Deserialize)]
+struct KeyFile {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    client_email: String,
+    private_key: String,
+    private_key_id: Option<String>,
+    token_uri: Option<String>,
+}
+
+/// A parsed service-account key. The private key stays inside the signing key; `Debug` shows
+/// only the account.
+struct ServiceAccount {
+    client_email: String,
+    key_id: Option<String>,
+    token_uri: Url,
+    key: EncodingKey,
+}
+
+impl std::fmt::Debug for ServiceAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ServiceAccount({}, {})",
+            self.client_email, self.token_uri
+        )
+    }
+}
+
+/// The assertion's claims (RFC 7523, as Google's OAuth 2.0 server-to-server flow asks).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub iss: String,
+    pub scope: String,
+    pub aud: String,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+impl ServiceAccount {
+    /// Parse the key JSON. Messages never quote the text: it holds the private key.
+    fn parse(text: &str) -> Result<ServiceAccount, ConfigError> {
+        let err = |m: String| ConfigError::new("service_account", m);
+        let file: KeyFile = serde_json::from_str(text).map_err(|e| {
+            err(format!(
+                "not a service-account key JSON (client_email, private_key, token_uri): {}",
+                // Only the position: serde's message may quote a value.
+                format_args!("line {} column {}", e.line(), e.column())
+            ))
+        })?;
+        if file.kind.as_deref().is_some_and(|k| k != "service_account") {
+            return Err(err("`type` is not \"service_account\"".into()));
+        }
+        if file.client_email.trim().is_empty() {
+            return Err(err("`client_email` is empty".into()));
+        }
+        let key = EncodingKey::from_rsa_pem(file.private_key.as_bytes()).map_err(|_| {
+            err("`private_key` is not an RSA private key in PEM (BEGIN PRIVATE KEY)".into())
+        })?;
+        let uri = file.token_uri.as_deref().unwrap_or(DEFAULT_TOKEN_URI);
+        let token_uri =
+            crate::job::check_base_url(uri).map_err(|m| err(format!("`token_uri`: {m}")))?;
+        let account = ServiceAccount {
+            client_email: file.client_email.trim().to_string(),
+            key_id: file.private_key_id.filter(|k| !k.is_empty()),
+            token_uri,
+            key,
+        };
+        // Sign once now, so a key the backend cannot use stops the job before any row.
+        account
+            .assertion(0)
+            .map_err(|m| err(format!("cannot sign with `private_key`: {m}")))?;
+        Ok(account)
+    }
+
+    fn claims(&self, now: u64) -> Claims {
+        Claims {
+            iss: self.client_email.clone(),
+            scope: SCOPE.to_string(),
+            aud: self.token_uri.as_str().to_string(),
+            iat: now,
+            exp: now + ASSERTION_LIFETIME.as_secs(),
+        }
+    }
+
+    /// The signed JWT assertion issued at `now` (seconds since the epoch).
+    fn assertion(&self, now: u64) -> Result<String, String> {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = self.key_id.clone();
+        jsonwebtoken::encode(&header, &self.claims(now), &self.key).map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Debug)]
+enum Credentials {
+    Static(String),
+    Account(Box<ServiceAccount>),
+}
+
+#[derive(Debug)]
+pub struct Firebase {
+    /// `{base_url}/v1/projects/{project_id}/accounts`, no trailing slash.
+    accounts: String,
+    credentials: Credentials,
+    allow_last_sign_in_method: bool,
+}
+
+/// Which call of a row an answer is to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Lookup,
+    Update,
+}
+
+impl Firebase {
+    pub fn from_config(
+        table: toml::Table,
+        base_url: Option<Url>,
+    ) -> Result<(Self, Url), ConfigError> {
+        let config: Config = parse_config(table)?;
+        let project = config.project_id.trim();
+        if project.is_empty()
+            || !project
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':' || c == '.')
+        {
+            return Err(ConfigError::new(
+                "project_id",
+                "must be a project id (letters, digits and -)",
+            ));
+        }
+        let url = match base_url {
+            Some(url) => url,
+            None => Url::parse(DEFAULT_BASE_URL).expect("the default base URL parses"),
+        };
+        let credentials = match (config.token, config.service_account) {
+            (Some(token), None) => {
+                if token.trim().is_empty() {
+                    return Err(ConfigError::new("token", "is empty"));
+                }
+                Credentials::Static(token.trim().to_string())
+            }
+            (None, Some(text)) => Credentials::Account(Box::new(ServiceAccount::parse(&text)?)),
+            (None, None) => {
+                return Err(ConfigError::new("token", "required (or service_account)"));
+            }
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "token",
+                    "give either token or service_account, not both",
+                ));
+            }
+        };
+        let accounts = format!(
+            "{}/v1/projects/{project}/accounts",
+            url.as_str().trim_end_matches('/')
+        );
+        Ok((
+            Firebase {
+                accounts,
+                credentials,
+                allow_last_sign_in_method: config.allow_last_sign_in_method,
+            },
+            url,
+        ))
+    }
+
+    /// Validate and normalise a row ([`Adapter::prepare`] adds the partial key on failure).
+    fn prepare_fields(&self, fields: &Fields) -> Result<Prepared, Invalid> {
+        let uid = fields
+            .get("uid")
+            .ok_or_else(|| Invalid::new("uid", "is required"))?;
+        let chars = uid.chars().count();
+        if chars == 0 || chars > MAX_UID_CHARS {
+            return Err(Invalid::new("uid", "must be 1-128 characters"));
+        }
+        let provider = fields
+            .get("provider_id")
+            .ok_or_else(|| Invalid::new("provider_id", "is required"))?;
+        check_provider(provider)?;
+        let mut params = Params::new();
+        params.set("uid", uid);
+        params.set("provider_id", provider);
+        Ok(Prepared {
+            key: key(uid, provider),
+            params,
+        })
+    }
+
+    fn bearer(&self, token: Option<&str>) -> String {
+        match (&self.credentials, token) {
+            (Credentials::Static(t), _) => format!("Bearer {t}"),
+            (Credentials::Account(_), Some(t)) => format!("Bearer {t}"),
+            // The runner always fetches a token first; an empty one makes the vendor answer 401.
+            (Credentials::Account(_), None) => "Bearer ".to_string(),
+        }
+    }
+
+    fn lookup(&self, row: &Prepared, token: Option<&str>) -> WireRequest {
+        WireRequest::new(Method::POST, format!("{}:lookup", self.accounts))
+            .header("Authorization", self.bearer(token))
+            .json(&json!({"localId": [row.params.get("uid")]}))
+    }
+
+    fn update(&self, row: &Prepared, token: Option<&str>) -> WireRequest {
+        WireRequest::new(Method::POST, format!("{}:update", self.accounts))
+            .header("Authorization", self.bearer(token))
+            .json(&json!({
+                "localId": row.params.get("uid"),
+                "deleteProvider": [row.params.get("provider_id")],
+            }))
+    }
+
+    /// The lookup's answer: whether the row's provider is linked and may be removed. `present`
+    /// is the class for "linked and safe to remove" (step 0: `Unlinked`, a read: `Present`).
+    fn classify_lookup(&self, row: &Prepared, answer: &WireAnswer, present: Class) -> Verdict {
+        if answer.status != 200 {
+            return self.classify_error(answer, Call::Lookup);
+        }
+        let user = match lookup_user(answer, row.params.get("uid")) {
+            Ok(Some(user)) => user,
+            Ok(None) => return Verdict::new(Class::Absent("the user does not exist".into())),
+            Err(what) => return Verdict::new(Class::Unexpected(what)),
+        };
+        let provider = row.params.get("provider_id");
+        if !user.providers.iter().any(|p| p == provider) {
+            return Verdict::new(Class::Absent(format!("the user has no {provider} link")));
+        }
+        if !self.allow_last_sign_in_method && !user.can_sign_in_without(provider) {
+            return Verdict::new(Class::Failed(LAST_METHOD.into()));
+        }
+        Verdict::new(present)
+    }
+
+    fn classify_update(&self, row: &Prepared, answer: &WireAnswer) -> Verdict {
+        if answer.status != 200 {
+            return self.classify_error(answer, Call::Update);
+        }
+        let uid = row.params.get("uid");
+        let body = answer.parse_json();
+        let providers = body
+            .as_ref()
+            .filter(|b| b.get("localId").and_then(Value::as_str) == Some(uid))
+            .and_then(provider_ids);
+        let Some(providers) = providers else {
+            return Verdict::new(Class::Unexpected(
+                "a 200 that is not the user's SetAccountInfoResponse (a JSON object with its \
+                 localId and providerUserInfo entries naming their providerId)"
+                    .into(),
+            ));
+        };
+        let provider = row.params.get("provider_id");
+        if providers.iter().any(|p| p == provider) {
+            return Verdict::new(Class::Unexpected(format!(
+                "a 200 whose providerUserInfo still lists {provider}: the update did not remove it"
+            )));
+        }
+        Verdict::new(Class::Unlinked)
+    }
+
+    /// A non-200 answer to either call (docs/vendors.md, Firebase answers). Only Google's own
+    /// error body leads to an outcome; 401, 403, 429 and the retried statuses are acted on
+    /// whatever their body, as none of them is an outcome.
+    fn classify_error(&self, answer: &WireAnswer, call: Call) -> Verdict {
+        let error = ErrorBody::parse(answer);
+        let message = match &error {
+            Some(e) => e.message.clone(),
+            None => format!("HTTP {}: {}", answer.status, answer.text_snippet()),
+        };
+        let code = error.as_ref().map(|e| e.code().to_string());
+        let transient = http_class::transient_class(answer, &[], || message.clone());
+        let class = match (answer.status, &error) {
+            _ if let Some(class) = transient => class,
+            (400, Some(e)) if e.code() == "USER_NOT_FOUND" => match call {
+                Call::Lookup => Class::Absent("the user does not exist".into()),
+                // The lookup just found the user: it was deleted in between, and the link
+                // with it. Not `absent` (that is decided before any change) and not
+                // `unlinked` (this run did not remove it): a failure that says so; a retry
+                // of the row finds it absent.
+                Call::Update => Class::Failed(
+                    "the user was deleted between the lookup and the update (USER_NOT_FOUND); \
+                     the link is gone with it"
+                        .into(),
+                ),
+            },
+            (400, Some(_)) => Class::Failed(message),
+            (400, None) => Class::Unexpected("a 400 without Google's JSON error body".into()),
+            (401, _) => match self.credentials {
+                Credentials::Account(_) => Class::Reauth(format!("firebase: 401 {message}")),
+                Credentials::Static(_) => {
+                    Class::Halt(format!("firebase refused the token (401): {message}"))
+                }
+            },
+            (403, _) => Class::Halt(format!(
+                "firebase refused the call (403; the service account needs the identitytoolkit \
+                 or cloud-platform scope and a Firebase Authentication Admin role): {message}"
+            )),
+            (200..=299, _) => Class::Unexpected(format!(
+                "HTTP {} is not an answer Firebase documents for this call",
+                answer.status
+            )),
+            (other, _) => Class::Unexpected(format!(
+                "HTTP {other} is not an answer Firebase documents for this call"
+            )),
+        };
+        Verdict::new(class).code(code)
+    }
+}
+
+/// Why a row that would lock its user out fails.
+pub const LAST_METHOD: &str = "would leave the user without a way to sign in (no other provider, \
+     password or phone number); set allow_last_sign_in_method = true to remove it anyway";
+
+/// `provider_id` of a row: a federated provider, never `password` or `phone`.
+fn check_provider(provider: &str) -> Result<(), Invalid> {
+    if NOT_LINKS.contains(&provider) {
+        return Err(Invalid::new(
+            "provider_id",
+            format!("`{provider}` is a sign-in method, not a linked provider"),
+        ));
+    }
+    let custom = ["oidc.", "saml."].iter().any(|prefix| {
+        provider
+            .strip_prefix(prefix)
+            .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+    });
+    if PROVIDERS.contains(&provider) || custom {
+        return Ok(());
+    }
+    Err(Invalid::new(
+        "provider_id",
+        format!(
+            "`{provider}` is not a Firebase provider id (google.com, apple.com, oidc.NAME, ...; \
+             see `unlinker vendors`)"
+        ),
+    ))
+}
+
+/// The user of a lookup answer, as far as unlinking cares.
+#[derive(Debug)]
+struct User {
+    /// `providerId` of every `providerUserInfo` entry.
+    providers: Vec<String>,
+    password: bool,
+    phone: bool,
+}
+
+impl User {
+    /// Whether the user keeps a way to sign in once `provider` is removed.
+    fn can_sign_in_without(&self, provider: &str) -> bool {
+        self.password || self.phone || self.providers.iter().any(|p| p != provider)
+    }
+}
+
+/// A lookup's 200 answer: `Ok(None)` for Google's "no such user" answer (a
+/// `GetAccountInfoResponse` without `users`), `Ok(Some)` for the user asked about, `Err` for
+/// anything else.
+fn lookup_user(answer: &WireAnswer, uid: &str) -> Result<Option<User>, String> {
+    let not_lookup = || {
+        "a 200 that is not a GetAccountInfoResponse for the user (a JSON object with kind \
+         identitytoolkit#GetAccountInfoResponse, or users[0] with its localId and \
+         providerUserInfo entries naming their providerId)"
+            .to_string()
+    };
+    let body = answer
+        .parse_json()
+        .filter(Value::is_object)
+        .ok_or_else(not_lookup)?;
+    let Some(users) = body.get("users") else {
+        let kind = body.get("kind").and_then(Value::as_str);
+        return match kind {
+            Some("identitytoolkit#GetAccountInfoResponse") => Ok(None),
+            _ => Err(not_lookup()),
+        };
+    };
+    let users = users.as_array().ok_or_else(not_lookup)?;
+    let user = match users.as_slice() {
+        [] => return Ok(None),
+        [user] => user,
+        _ => return Err("a lookup of one uid answered with several users".into()),
+    };
+    if user.get("localId").and_then(Value::as_str) != Some(uid) {
+        return Err(not_lookup());
+    }
+    let providers = provider_ids(user).ok_or_else(not_lookup)?;
+    let set = |name: &str| {
+        user.get(name)
+            .and_then(Value::as_str)
+            .is_some_and(|v| !v.is_empty())
+    };
+    Ok(Some(User {
+        providers,
+        password: set("passwordHash"),
+        phone: set("phoneNumber"),
+    }))
+}
+
+/// `providerId` of each `providerUserInfo` entry of a user or update answer (a missing array is
+/// an empty one: Google's JSON leaves out empty lists); `None` when an entry names none.
+fn provider_ids(object: &Value) -> Option<Vec<String>> {
+    match object.get("providerUserInfo") {
+        None => Some(Vec::new()),
+        Some(list) => list
+            .as_array()?
+            .iter()
+            .map(|entry| entry.get("providerId")?.as_str().map(str::to_string))
+            .collect(),
+    }
+}
+
+/// Google's error body: `{"error":{"code":400,"message":"USER_NOT_FOUND",...}}` with `code`
+/// equal to the HTTP status.
+#[derive(Debug)]
+struct ErrorBody {
+    message: String,
+}
+
+impl ErrorBody {
+    fn parse(answer: &WireAnswer) -> Option<ErrorBody> {
+        let body = answer.parse_json()?;
+        let error = body.get("error")?;
+        if error.get("code")?.as_u64()? != u64::from(answer.status) {
+            return None;
+        }
+        let message = error.get("message")?.as_str()?.to_string();
+        Some(ErrorBody { message })
+    }
+
+    /// The message's first word (`INVALID_ARGUMENT : ...` → `INVALID_ARGUMENT`).
+    fn code(&self) -> &str {
+        self.message
+            .split(|c: char| c.is_whitespace() || c == ':')
+            .next()
+            .unwrap_or("")
+    }
+}
+
+/// A row's key from its parts: `{uid}/{provider_id}`.
+fn key(uid: &str, provider: &str) -> Key {
+    Key(format!("{uid}/{provider}"))
+}
+
+fn partial_key(fields: &Fields) -> Key {
+    key(
+        fields.get("uid").unwrap_or(""),
+        fields.get("provider_id").unwrap_or(""),
+    )
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Adapter for Firebase {
+    fn prepare(&self, fields: &Fields) -> Result<Prepared, Invalid> {
+        self.prepare_fields(fields)
+            .map_err(|invalid| invalid.with_key(partial_key(fields)))
+    }
+
+    /// The lookup, then the update (made only when the lookup found the link safe to remove).
+    fn steps(&self, _row: &Prepared) -> u8 {
+        2
+    }
+
+    fn build(&self, row: &Prepared, step: u8, token: Option<&str>) -> WireRequest {
+        match step {
+            0 => self.lookup(row, token),
+            _ => self.update(row, token),
+        }
+    }
+
+    fn classify(&self, row: &Prepared, step: u8, answer: &WireAnswer) -> Verdict {
+        match step {
+            0 => self.classify_lookup(row, answer, Class::Unlinked),
+            _ => self.classify_update(row, answer),
+        }
+    }
+
+    fn can_read(&self) -> bool {
+        true
+    }
+
+    fn read(&self, row: &Prepared, token: Option<&str>) -> Option<WireRequest> {
+        Some(self.lookup(row, token))
+    }
+
+    /// The lookup as a read: `present` only when the real run would send the update, so
+    /// `--dry-run --check` reports the guard's refusal as the failure the run would give.
+    fn classify_read(&self, row: &Prepared, answer: &WireAnswer) -> Verdict {
+        self.classify_lookup(row, answer, Class::Present)
+    }
+
+    fn fetches_token(&self) -> bool {
+        matches!(self.credentials, Credentials::Account(_))
+    }
+
+    fn token_request(&self) -> Option<WireRequest> {
+        let Credentials::Account(account) = &self.credentials else {
+            return None;
+        };
+        // The key signed at load, so this fails only if the backend breaks meanwhile; the token
+        // endpoint then refuses the empty assertion and the vendor halts with its answer.
+        let assertion = account.assertion(now_secs()).unwrap_or_else(|e| {
+            tracing::error!("firebase: cannot sign the token assertion: {e}");
+            String::new()
+        });
+        let req = WireRequest::new(Method::POST, account.token_uri.as_str())
+            .field("grant_type", GRANT_TYPE)
+            .secret_field("assertion", assertion);
+        Some(req)
+    }
+
+    fn parse_token(&self, answer: &WireAnswer) -> Result<(String, Duration), String> {
+        let Some(body) = answer.parse_json().filter(Value::is_object) else {
+            return Err(format!(
+                "token endpoint answered HTTP {} with a body that is not JSON: {} \
+                 (check the key's token_uri)",
+                answer.status,
+                answer.text_snippet()
+            ));
+        };
+        if answer.status != 200 {
+            let why = body
+                .get("error_description")
+                .or_else(|| body.get("error"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| answer.text_snippet());
+            return Err(format!(
+                "token endpoint answered HTTP {}: {why}",
+                answer.status
+            ));
+        }
+        let token = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or("token answer has no access_token")?;
+        let lifetime = match body.get("expires_in") {
+            None | Some(Value::Null) => DEFAULT_TOKEN_LIFETIME,
+            Some(v) => v
+                .as_u64()
+                .filter(|&secs| secs > 0)
+                .map(Duration::from_secs)
+                .ok_or("token answer's expires_in is not a positive number of seconds")?,
+        };
+        Ok((token.to_string(), lifetime))
+    }
+}
+
+#[cfg(test)]
+mod tests;
