@@ -12,6 +12,7 @@ mod check;
 mod cli;
 mod crash;
 mod deploy;
+mod emulator;
 mod evidence;
 mod input_limits;
 mod input_rows;

@@ -21,6 +21,7 @@
 mod auth0;
 mod conn;
 mod faults;
+mod firebase;
 mod fusionauth;
 mod gigya;
 mod newspark;
@@ -49,6 +50,7 @@ use tracing_subscriber::EnvFilter;
 
 use auth0::Auth0Options;
 use faults::RateLimit;
+use firebase::FirebaseOptions;
 use fusionauth::FusionAuthOptions;
 use gigya::GigyaOptions;
 use newspark::NewsparkOptions;
@@ -160,8 +162,9 @@ fn share_arg(s: &str) -> Result<f64, String> {
 pub(crate) struct LinkOptions {
     /// Links to start with: CSV with a header, or JSONL (.jsonl/.ndjson); repeatable
     ///
-    /// Each record has a `vendor` field (auth0, fusionauth, gigya, newspark) and that vendor's input
-    /// fields as the runner reads them (Gigya also takes an optional `site_login`, default true).
+    /// Each record has a `vendor` field (auth0, fusionauth, gigya, newspark, firebase) and that
+    /// vendor's input fields as the runner reads them (Gigya also takes an optional `site_login`,
+    /// default true; Firebase takes `provider_id = password` / `phone` for a password or phone number).
     #[arg(long = "seed", value_name = "FILE")]
     pub seeds: Vec<PathBuf>,
     /// Vendor type of seed records without a `vendor` field
@@ -231,6 +234,7 @@ pub(crate) struct SimConfig {
     pub fusionauth: FusionAuthOptions,
     pub gigya: GigyaOptions,
     pub newspark: NewsparkOptions,
+    pub firebase: FirebaseOptions,
 }
 
 /// `unlinker-sim`'s command line.
@@ -238,7 +242,7 @@ pub(crate) struct SimConfig {
 #[command(
     name = "unlinker-sim",
     version,
-    about = "Vendor simulator for unlinker: Auth0, FusionAuth, Gigya and Newspark on one loopback port",
+    about = "Vendor simulator for unlinker: Auth0, FusionAuth, Gigya, Newspark and Firebase on one loopback port",
     long_about = None
 )]
 pub(crate) struct SimArgs {
@@ -257,6 +261,8 @@ pub(crate) struct SimArgs {
     pub gigya: GigyaOptions,
     #[command(flatten)]
     pub newspark: NewsparkOptions,
+    #[command(flatten)]
+    pub firebase: FirebaseOptions,
 }
 
 impl From<SimArgs> for SimConfig {
@@ -268,6 +274,7 @@ impl From<SimArgs> for SimConfig {
             fusionauth: args.fusionauth,
             gigya: args.gigya,
             newspark: args.newspark,
+            firebase: args.firebase,
         }
     }
 }
@@ -312,6 +319,7 @@ impl Sim {
             Box::new(fusionauth::FusionAuth::new(&config.fusionauth)),
             Box::new(gigya::Gigya::new(&config.gigya)),
             Box::new(newspark::Newspark::new(&config.newspark)),
+            Box::new(firebase::Firebase::new(&config.firebase)?),
         ];
         let faults = &config.faults;
         let mut slots: Vec<Slot> = endpoints
@@ -556,7 +564,7 @@ mod tests {
         let err = Sim::new(config).err().unwrap().to_string();
         assert_eq!(
             err,
-            "--rate-limit okta: unknown vendor (one of: auth0, fusionauth, gigya, newspark)"
+            "--rate-limit okta: unknown vendor (one of: auth0, fusionauth, gigya, newspark, firebase)"
         );
         let mut config = SimConfig::default();
         config.links.seed_vendor = Some("okta".into());

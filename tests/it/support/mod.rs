@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: run the real `unlinker`, write jobs, read reports,
 //! and (in [`sim`]) start the real `unlinker-sim`.
 
+pub mod emulator;
 mod sim;
 
 pub use sim::{Sim, client, client_with_timeout, start_failure};
