@@ -87,6 +87,9 @@ pub enum Class {
     /// an HTML page, a 2xx with another body): never an outcome. The runner halts the vendor with
     /// the status, content type and start of the body; the string says what did not match.
     Unexpected(String),
+    /// Wildcard rows' reads only: the links that match, each prepared as an explicit row (SPEC
+    /// section 3). Possibly empty.
+    Listed(Vec<Prepared>),
 }
 
 impl Class {
@@ -101,6 +104,7 @@ impl Class {
             Class::Reauth(_) => "reauth",
             Class::Halt(_) => "halt",
             Class::Unexpected(_) => "unexpected",
+            Class::Listed(_) => "listed",
         }
     }
 }
@@ -201,6 +205,22 @@ pub trait Adapter: Send + Sync + 'static {
     /// Classify a read answer: [`Class::Present`], [`Class::Absent`] or an error class.
     fn classify_read(&self, _row: &Prepared, _answer: &WireAnswer) -> Verdict {
         Verdict::new(Class::Failed("this vendor has no read API".into()))
+    }
+
+    /// Whether the row asks for every matching link (`*` in a link field; SPEC section 3). Such
+    /// a row is never sent as it stands: its [`Adapter::read`] lists the links
+    /// ([`Adapter::classify_list`]) and each one is removed as an explicit row of its own.
+    /// `prepare` decides where a `*` is allowed; a `*` in a row that is not a wildcard is
+    /// refused by the reader.
+    fn is_wildcard(&self, _row: &Prepared) -> bool {
+        false
+    }
+
+    /// Classify the answer to a wildcard row's [`Adapter::read`]: [`Class::Listed`] with the
+    /// links a real run removes (never a primary identity), possibly none; [`Class::Absent`] when
+    /// the user does not exist; or an error class, as [`Adapter::classify_read`] does.
+    fn classify_list(&self, _row: &Prepared, _answer: &WireAnswer) -> Verdict {
+        Verdict::new(Class::Unexpected("this vendor has no wildcard rows".into()))
     }
 
     /// When the adapter authenticates with a fetched token (Auth0 client credentials): the call

@@ -48,6 +48,9 @@ pub(crate) struct Stopped;
 pub(crate) enum CallKind {
     Step(u8),
     Read,
+    /// A wildcard row's read: the same call as `Read`, classified by `Adapter::classify_list`.
+    #[allow(dead_code, reason = "made by wildcard rows, the next commit")]
+    List,
 }
 
 /// What one logical call came to.
@@ -261,13 +264,15 @@ impl VendorClient {
             };
             let request = match kind {
                 CallKind::Step(s) => self.vendor.adapter.build(row, s, token.as_deref()),
-                CallKind::Read => match self.vendor.adapter.read(row, token.as_deref()) {
-                    Some(r) => r,
-                    None => {
-                        let failed = Class::Failed("this vendor has no read API".into());
-                        return Ok(Answered::Verdict(Verdict::new(failed)));
+                CallKind::Read | CallKind::List => {
+                    match self.vendor.adapter.read(row, token.as_deref()) {
+                        Some(r) => r,
+                        None => {
+                            let failed = Class::Failed("this vendor has no read API".into());
+                            return Ok(Answered::Verdict(Verdict::new(failed)));
+                        }
                     }
-                },
+                }
             };
             let turn = Turn {
                 line,
@@ -369,6 +374,7 @@ impl VendorClient {
                 let v = match turn.kind {
                     CallKind::Step(s) => adapter.classify(row, s, &answer),
                     CallKind::Read => adapter.classify_read(row, &answer),
+                    CallKind::List => adapter.classify_list(row, &answer),
                 };
                 let unexpected = match &v.class {
                     Class::Unexpected(what) => describe_unexpected(&answer, what, &self.secrets),

@@ -43,9 +43,13 @@ pub(crate) enum Next {
 pub(crate) fn next(attempt: Attempt<'_>, used: u32, max: u32, settles: bool) -> Next {
     let spent = used >= max;
     match attempt {
-        Attempt::Answer(Class::Unlinked | Class::Present | Class::Absent(_) | Class::Failed(_)) => {
-            Next::Done
-        }
+        Attempt::Answer(
+            Class::Unlinked
+            | Class::Present
+            | Class::Absent(_)
+            | Class::Failed(_)
+            | Class::Listed(_),
+        ) => Next::Done,
         Attempt::Answer(Class::Retry(_)) if spent => Next::GiveUp,
         Attempt::Answer(Class::Retry(_)) => Next::Retry,
         Attempt::Answer(Class::RateLimit(_)) => Next::RateLimit,

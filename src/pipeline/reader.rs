@@ -286,12 +286,17 @@ fn classify_record(settings: &Settings, fields: Result<crate::row::Fields, Inval
         .adapter
         .prepare(&fields)
         .map_err(|i| (Some(lane), i))?;
-    // A `*` asks for every link (SPEC's wildcard rows), which no adapter does yet: sent as it
-    // stands it would name a link called `*`, and its `absent` would say nothing true.
-    if let Some((name, _)) = fields.iter().find(|(n, v)| *v == "*" && *n != "vendor") {
+    // A `*` asks for every link (SPEC's wildcard rows); an adapter's `prepare` allows it only
+    // where the vendor can list links. Anywhere else, sent as it stands it would name a link
+    // called `*`, and its `absent` would say nothing true.
+    let adapter = &settings.vendors[lane].adapter;
+    if !adapter.is_wildcard(&row)
+        && let Some((name, _)) = fields.iter().find(|(n, v)| *v == "*" && *n != "vendor")
+    {
+        let vendor = &settings.vendors[lane].kind;
         let invalid = Invalid::new(
             name,
-            "`*` (every link) is not supported yet: name the link itself",
+            format!("`*` (every link) is not supported here by {vendor}: name the link itself"),
         )
         .with_key(row.key);
         return Err((Some(lane), invalid));

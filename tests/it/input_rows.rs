@@ -192,7 +192,7 @@ fn a_wildcard_row_is_invalid_until_wildcards_exist() {
     let rows = by_line(&rows);
     assert_eq!(rows[&2]["outcome"], "invalid");
     assert!(
-        rows[&2]["message"].contains("`*` (every link) is not supported yet"),
+        rows[&2]["message"].contains("`*` (every link) is not supported"),
         "{:?}",
         rows[&2]
     );
