@@ -60,6 +60,9 @@ pub const PROVIDERS: &[&str] = &[
     "gc.apple.com",
 ];
 
+/// `provider_id` of a wildcard row: every linked federated provider.
+const WILDCARD: &str = "*";
+
 /// Sign-in methods that are not links: refused in rows, never listed for a wildcard.
 const NOT_LINKS: &[&str] = &["password", "phone"];
 
@@ -301,7 +304,9 @@ impl Firebase {
         let provider = fields
             .get("provider_id")
             .ok_or_else(|| Invalid::new("provider_id", "is required"))?;
-        check_provider(provider)?;
+        if provider != WILDCARD {
+            check_provider(provider)?;
+        }
         let mut params = Params::new();
         params.set("uid", uid);
         params.set("provider_id", provider);
@@ -354,6 +359,49 @@ impl Firebase {
             return Verdict::new(Class::Failed(LAST_METHOD.into()));
         }
         Verdict::new(present)
+    }
+
+    /// A wildcard row's lookup: every federated provider the user has, each as an explicit row.
+    /// Removing them all leaves only a password or a phone number, so the guard is decided here,
+    /// on the whole set: without either (and without `allow_last_sign_in_method`) the row fails
+    /// and nothing is removed. Each listed link is still checked again at its own lookup.
+    fn classify_listing(&self, row: &Prepared, answer: &WireAnswer) -> Verdict {
+        if answer.status != 200 {
+            return self.classify_error(answer, Call::Lookup);
+        }
+        let uid = row.params.get("uid");
+        let user = match lookup_user(answer, uid) {
+            Ok(Some(user)) => user,
+            Ok(None) => return Verdict::new(Class::Absent("the user does not exist".into())),
+            Err(what) => return Verdict::new(Class::Unexpected(what)),
+        };
+        let mut links: Vec<&str> = user
+            .providers
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !NOT_LINKS.contains(p))
+            .collect();
+        links.dedup();
+        let keeps_a_way_in = user.password || user.phone;
+        if !links.is_empty() && !keeps_a_way_in && !self.allow_last_sign_in_method {
+            return Verdict::new(Class::Failed(format!(
+                "removing every linked provider ({}) {LAST_METHOD}",
+                links.join(", ")
+            )));
+        }
+        let listed = links
+            .into_iter()
+            .map(|provider| {
+                let mut params = Params::new();
+                params.set("uid", uid);
+                params.set("provider_id", provider);
+                Prepared {
+                    key: key(uid, provider),
+                    params,
+                }
+            })
+            .collect();
+        Verdict::new(Class::Listed(listed))
     }
 
     fn classify_update(&self, row: &Prepared, answer: &WireAnswer) -> Verdict {
@@ -434,6 +482,10 @@ impl Firebase {
 /// Why a row that would lock its user out fails.
 pub const LAST_METHOD: &str = "would leave the user without a way to sign in (no other provider, \
      password or phone number); set allow_last_sign_in_method = true to remove it anyway";
+
+/// Why a wildcard row sent as it stands fails.
+const NOT_LISTED: &str = "a wildcard row (provider_id = \"*\") is removed link by link after \
+     listing the user's providers; it cannot be sent as it stands";
 
 /// `provider_id` of a row: a federated provider, never `password` or `phone`.
 fn check_provider(provider: &str) -> Result<(), Invalid> {
@@ -597,6 +649,11 @@ impl Adapter for Firebase {
     }
 
     fn classify(&self, row: &Prepared, step: u8, answer: &WireAnswer) -> Verdict {
+        if self.is_wildcard(row) {
+            // Wildcard rows are listed, never sent as they stand; should one be, it must not
+            // come out `absent` ("no `*` link").
+            return Verdict::new(Class::Failed(NOT_LISTED.into()));
+        }
         match step {
             0 => self.classify_lookup(row, answer, Class::Unlinked),
             _ => self.classify_update(row, answer),
@@ -614,7 +671,18 @@ impl Adapter for Firebase {
     /// The lookup as a read: `present` only when the real run would send the update, so
     /// `--dry-run --check` reports the guard's refusal as the failure the run would give.
     fn classify_read(&self, row: &Prepared, answer: &WireAnswer) -> Verdict {
+        if self.is_wildcard(row) {
+            return Verdict::new(Class::Failed(NOT_LISTED.into()));
+        }
         self.classify_lookup(row, answer, Class::Present)
+    }
+
+    fn is_wildcard(&self, row: &Prepared) -> bool {
+        row.params.get("provider_id") == WILDCARD
+    }
+
+    fn classify_list(&self, row: &Prepared, answer: &WireAnswer) -> Verdict {
+        self.classify_listing(row, answer)
     }
 
     fn fetches_token(&self) -> bool {

@@ -106,7 +106,7 @@ fn validates_rows() {
         "oidc.",
         "saml.",
         "GOOGLE.COM",
-        "*",
+        "**",
     ] {
         let e = bad(&[("uid", "u"), ("provider_id", provider)]);
         assert_eq!(e.field, "provider_id", "{provider}");
@@ -601,4 +601,99 @@ fn config_errors_name_the_key_and_never_quote_the_key_file() {
         toml::Value::String(key_json("http://127.0.0.1:9/token")),
     );
     assert!(Firebase::from_config(table, None).is_ok());
+}
+
+fn listed(v: &Verdict) -> Vec<String> {
+    match &v.class {
+        Class::Listed(rows) => rows.iter().map(|r| r.key.0.clone()).collect(),
+        other => panic!("not listed: {other:?}"),
+    }
+}
+
+#[test]
+fn a_wildcard_lists_every_federated_provider_and_guards_the_whole_set() {
+    let a = adapter("token = \"t\"");
+    let r = a
+        .prepare(&Fields::from_pairs([("uid", "u1"), ("provider_id", "*")]))
+        .unwrap();
+    assert_eq!(r.key.0, "u1/*");
+    assert!(a.is_wildcard(&r));
+    assert!(!a.is_wildcard(&row(&a, "u1", "google.com")));
+    assert_eq!(
+        a.read(&r, None).unwrap().json.as_deref(),
+        Some(r#"{"localId":["u1"]}"#)
+    );
+    let list =
+        |a: &Firebase, body: &str| a.classify_list(&r, &WireAnswer::new(200, body.to_string()));
+    let g = r#"{"providerId":"google.com","rawId":"g1"}"#;
+    let f = r#"{"providerId":"facebook.com","rawId":"f1"}"#;
+    let phone = r#"{"providerId":"phone","rawId":"+1555","phoneNumber":"+1555"}"#;
+    let pw = r#"{"providerId":"password","rawId":"a@b.c"}"#;
+    let with_password = user(&format!(
+        r#","providerUserInfo":[{g},{f},{pw}],"passwordHash":"aGFzaA==""#
+    ));
+    assert_eq!(
+        listed(&list(&a, &with_password)),
+        ["u1/google.com", "u1/facebook.com"]
+    );
+    let with_phone = user(&format!(
+        r#","providerUserInfo":[{g},{phone}],"phoneNumber":"+1555""#
+    ));
+    assert_eq!(listed(&list(&a, &with_phone)), ["u1/google.com"]);
+    let listed_row = match list(&a, &with_phone).class {
+        Class::Listed(rows) => rows[0].clone(),
+        _ => unreachable!(),
+    };
+    assert_eq!(listed_row, row(&a, "u1", "google.com"));
+    // Every provider gone and nothing left to sign in with: the whole row fails.
+    let federated_only = user(&format!(r#","providerUserInfo":[{g},{f}]"#));
+    let v = list(&a, &federated_only);
+    assert!(
+        matches!(&v.class, Class::Failed(m) if m.contains("google.com, facebook.com") && m.contains("without a way to sign in")),
+        "{v:?}"
+    );
+    let allowed = adapter("token = \"t\"\nallow_last_sign_in_method = true");
+    assert_eq!(listed(&list(&allowed, &federated_only)).len(), 2);
+    assert!(listed(&list(&a, &user(r#","providerUserInfo":[]"#))).is_empty());
+    assert!(
+        listed(&list(
+            &a,
+            &user(&format!(
+                r#","providerUserInfo":[{phone}],"phoneNumber":"+1555""#
+            ))
+        ))
+        .is_empty()
+    );
+    assert_eq!(
+        list(&a, r#"{"kind":"identitytoolkit#GetAccountInfoResponse"}"#)
+            .class
+            .name(),
+        "absent"
+    );
+    assert_eq!(list(&a, "{}").class.name(), "unexpected");
+    let gone = a.classify_list(&r, &WireAnswer::new(400, error(400, "USER_NOT_FOUND")));
+    assert_eq!(gone.class.name(), "absent");
+    for (status, want) in [
+        (401, "halt"),
+        (403, "halt"),
+        (429, "rate-limit"),
+        (503, "retry"),
+        (404, "unexpected"),
+    ] {
+        let v = a.classify_list(&r, &WireAnswer::new(status, error(status, "X")));
+        assert_eq!(v.class.name(), want, "{status}");
+    }
+    // Sent as it stands (never, by the pipeline), a wildcard must not come out absent.
+    assert_eq!(
+        a.classify(&r, 0, &WireAnswer::new(200, federated_only.clone()))
+            .class
+            .name(),
+        "failed"
+    );
+    assert_eq!(
+        a.classify_read(&r, &WireAnswer::new(200, federated_only))
+            .class
+            .name(),
+        "failed"
+    );
 }
