@@ -14,6 +14,7 @@ mod crash;
 mod deploy;
 mod emulator;
 mod evidence;
+mod firebase;
 mod input_limits;
 mod input_rows;
 mod jobfile;
