@@ -26,3 +26,4 @@ mod sim;
 mod status;
 mod unexpected;
 mod vendors;
+mod wildcard;
