@@ -61,6 +61,9 @@ pub struct Summary {
     /// Rows of this run recorded `absent` by a read-back after a lost answer: the link is gone
     /// and this run most likely removed it.
     pub absent_after_lost_answer: u64,
+    /// Links removed by this run: one per `unlinked` ordinary row, and every link a wildcard row
+    /// removed (also when another of its links failed).
+    pub links_removed: u64,
     /// `--dry-run --check`: how long the real run would take, per vendor.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub estimate: BTreeMap<String, Estimate>,
@@ -71,25 +74,29 @@ pub struct Summary {
 pub struct Estimate {
     /// Rows a real run would send.
     pub rows: u64,
-    /// Calls for those rows (two per row with Auth0 `delete_unlinked_user`).
+    /// Links those rows would remove (a wildcard row: every link its read listed).
+    pub links: u64,
+    /// Calls for those rows: the wildcard rows' reads, then each link's steps (two with Auth0
+    /// `delete_unlinked_user`).
     pub calls: u64,
     pub rate: f64,
     pub seconds: f64,
 }
 
 impl Estimate {
-    pub fn new(rows: u64, vendor: &crate::job::VendorSettings) -> Estimate {
+    pub fn new(rows: u64, links: u64, reads: u64, vendor: &crate::job::VendorSettings) -> Estimate {
         // Every adapter we ship decides its steps from its config alone, so an empty row asks.
         let blank = crate::adapter::Prepared {
             key: crate::adapter::Key(String::new()),
             params: crate::adapter::Params::new(),
         };
         let steps = u64::from(vendor.adapter.steps(&blank));
-        let calls = rows * steps;
+        let calls = links * steps + reads;
         // The bucket starts full: `burst` calls go at once, the rest at `rate`.
         let paced = calls.saturating_sub(vendor.burst as u64);
         Estimate {
             rows,
+            links,
             calls,
             rate: vendor.rate,
             seconds: paced as f64 / vendor.rate,
@@ -171,8 +178,17 @@ impl Summary {
                 crate::client::plural(n, "row")
             ),
         };
+        let unlinked = self.this_run.get(&Outcome::Unlinked).copied().unwrap_or(0);
+        let links = if self.links_removed != unlinked {
+            format!(
+                ", {} removed",
+                crate::client::plural(self.links_removed, "link")
+            )
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "  this run: {} in {:.1}s{lost}\n",
+            "  this run: {} in {:.1}s{links}{lost}\n",
             crate::client::plural(this_run, "row"),
             self.elapsed.as_secs_f64()
         ));
@@ -186,8 +202,13 @@ impl Summary {
         }
         for (name, e) in &self.estimate {
             out.push_str(&format!(
-                "  estimate {name}: {} would be sent ({}) at {}/s: about {}\n",
+                "  estimate {name}: {}{} would be sent ({}) at {}/s: about {}\n",
                 crate::client::plural(e.rows, "row"),
+                if e.links == e.rows {
+                    String::new()
+                } else {
+                    format!(" ({})", crate::client::plural(e.links, "link"))
+                },
                 crate::client::plural(e.calls, "call"),
                 e.rate,
                 humantime::format_duration(std::time::Duration::from_secs(e.seconds.ceil() as u64))
@@ -258,6 +279,7 @@ mod tests {
             stopped: None,
             halted: false,
             absent_after_lost_answer: 0,
+            links_removed: 0,
             estimate: BTreeMap::new(),
         }
     }

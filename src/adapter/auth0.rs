@@ -118,12 +118,12 @@ pub const DOC: VendorDoc = VendorDoc {
         FieldDoc {
             name: "provider",
             required: true,
-            rule: "an Auth0 identity provider, e.g. google-oauth2, facebook, samlp",
+            rule: "an Auth0 identity provider, e.g. google-oauth2, facebook, samlp; `*` (with identity_user_id `*`): every provider",
         },
         FieldDoc {
             name: "identity_user_id",
             required: true,
-            rule: "the secondary identity's id, without its provider| prefix",
+            rule: "the secondary identity's id, without its provider| prefix; `*`: every secondary identity of `provider`",
         },
         FieldDoc {
             name: "identity",
@@ -217,7 +217,19 @@ impl Auth0 {
                     None => unreachable!("both present is handled above"),
                 },
             };
-        if !PROVIDERS.contains(&provider) {
+        if user_id == WILDCARD {
+            return Err(Invalid::new(
+                "user_id",
+                "`*` is not allowed here: a wildcard row names its user (the link fields take `*`)",
+            ));
+        }
+        if provider == WILDCARD && identity_user_id != WILDCARD {
+            return Err(Invalid::new(
+                "provider",
+                "`*` (every provider) needs identity_user_id `*` as well",
+            ));
+        }
+        if !PROVIDERS.contains(&provider) && provider != WILDCARD {
             return Err(Invalid::new(
                 "provider",
                 format!("`{provider}` is not an Auth0 identity provider (see `unlinker vendors`)"),
@@ -243,6 +255,38 @@ impl Auth0 {
             key: key(user_id, provider, identity_user_id),
             params,
         })
+    }
+
+    /// The `identities` of a 200 answer to reading a user, or the verdict for any other answer
+    /// (a 404 not-found body is `absent`: the user does not exist).
+    fn read_identities(&self, answer: &WireAnswer) -> Result<Vec<serde_json::Value>, Verdict> {
+        if answer.status != 200 {
+            if (200..300).contains(&answer.status) {
+                return Err(Verdict::new(Class::Unexpected(
+                    "a 2xx status Auth0 does not document for reading a user".into(),
+                ))
+                .request_id(request_id(answer)));
+            }
+            return Err(self.classify_error(answer, "the user does not exist"));
+        }
+        let body = answer.parse_json();
+        let identities = body
+            .as_ref()
+            .and_then(|b| b.get("identities"))
+            .and_then(|v| v.as_array())
+            .filter(|ids| {
+                ids.iter()
+                    .all(|i| i.get("provider").is_some_and(|p| p.is_string()))
+            });
+        match identities {
+            Some(identities) => Ok(identities.clone()),
+            None => Err(Verdict::new(Class::Unexpected(
+                "a 200 whose body is not an Auth0 user (a JSON object with an identities array \
+                 of objects naming their provider)"
+                    .into(),
+            ))
+            .request_id(request_id(answer))),
+        }
     }
 
     pub fn from_config(
@@ -409,6 +453,44 @@ fn key(user_id: &str, provider: &str, identity_user_id: &str) -> Key {
     Key(format!("{user_id}/{provider}/{identity_user_id}"))
 }
 
+/// A link field's value asking for every link (SPEC section 3, wildcard rows).
+const WILDCARD: &str = "*";
+
+/// A wildcard row's matching links, from the read of its user: every secondary identity
+/// (`identities[1..]`; `identities[0]` is the primary and is never listed) of the row's provider,
+/// or of every provider for `*`. Each is built directly rather than through `prepare`: the
+/// vendor named it, so a provider this tool's list does not know (a custom connection) is still
+/// a real identity to remove. `None` when an identity lacks a string `provider` or a string or
+/// numeric `user_id`.
+fn matching_identities(row: &Prepared, identities: &[serde_json::Value]) -> Option<Vec<Prepared>> {
+    let user_id = row.params.get("user_id");
+    let wanted = row.params.get("provider");
+    let mut links = Vec::new();
+    for identity in identities.iter().skip(1) {
+        let provider = identity.get("provider")?.as_str()?;
+        let id = match identity.get("user_id")? {
+            serde_json::Value::String(s) => s.clone(),
+            n @ serde_json::Value::Number(_) => n.to_string(),
+            _ => return None,
+        };
+        if provider.is_empty() || id.is_empty() {
+            return None;
+        }
+        if wanted != WILDCARD && provider != wanted {
+            continue;
+        }
+        let mut params = Params::new();
+        params.set("user_id", user_id);
+        params.set("provider", provider);
+        params.set("identity_user_id", id.as_str());
+        links.push(Prepared {
+            key: key(user_id, provider, &id),
+            params,
+        });
+    }
+    Some(links)
+}
+
 /// As much of the key as an invalid row's raw fields give (missing parts empty), the identity
 /// taken from `identity` (`provider|id`) where the separate fields are missing.
 fn partial_key(fields: &Fields) -> Key {
@@ -498,32 +580,28 @@ impl Adapter for Auth0 {
         Some(WireRequest::new(Method::GET, url).header("Authorization", self.bearer(token)))
     }
 
+    fn is_wildcard(&self, row: &Prepared) -> bool {
+        row.params.get("identity_user_id") == WILDCARD
+    }
+
+    fn classify_list(&self, row: &Prepared, answer: &WireAnswer) -> Verdict {
+        let identities = match self.read_identities(answer) {
+            Ok(identities) => identities,
+            Err(verdict) => return verdict,
+        };
+        let class = match matching_identities(row, &identities) {
+            Some(links) => Class::Listed(links),
+            None => Class::Unexpected(
+                "an identity without a string provider and a string or numeric user_id".into(),
+            ),
+        };
+        Verdict::new(class).request_id(request_id(answer))
+    }
+
     fn classify_read(&self, row: &Prepared, answer: &WireAnswer) -> Verdict {
-        if answer.status != 200 {
-            if (200..300).contains(&answer.status) {
-                return Verdict::new(Class::Unexpected(
-                    "a 2xx status Auth0 does not document for reading a user".into(),
-                ))
-                .request_id(request_id(answer));
-            }
-            return self.classify_error(answer, "the user does not exist");
-        }
-        let body = answer.parse_json();
-        let identities = body
-            .as_ref()
-            .and_then(|b| b.get("identities"))
-            .and_then(|v| v.as_array())
-            .filter(|ids| {
-                ids.iter()
-                    .all(|i| i.get("provider").is_some_and(|p| p.is_string()))
-            });
-        let Some(identities) = identities else {
-            return Verdict::new(Class::Unexpected(
-                "a 200 whose body is not an Auth0 user (a JSON object with an identities array \
-                 of objects naming their provider)"
-                    .into(),
-            ))
-            .request_id(request_id(answer));
+        let identities = match self.read_identities(answer) {
+            Ok(identities) => identities,
+            Err(verdict) => return verdict,
         };
         let provider = row.params.get("provider");
         let id = row.params.get("identity_user_id");
@@ -1014,5 +1092,68 @@ mod tests {
             err("domain = \"a.test\"\nclient_id = \"x\""),
             "client_secret"
         );
+    }
+
+    fn listed(v: Verdict) -> Vec<String> {
+        match v.class {
+            Class::Listed(links) => links.into_iter().map(|l| l.key.0).collect(),
+            other => panic!("not a list: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn wildcard_rows_list_secondary_identities_never_the_primary() {
+        let a = adapter("token = \"t\"");
+        let one = row(&a, "auth0|u", "facebook", "*");
+        let every = row(&a, "auth0|u", "*", "*");
+        assert!(a.is_wildcard(&one) && a.is_wildcard(&every));
+        assert!(!a.is_wildcard(&row(&a, "auth0|u", "facebook", "1")));
+        assert_eq!(one.key.0, "auth0|u/facebook/*");
+        assert_eq!(every.key.0, "auth0|u/*/*");
+        let body = r#"{"user_id":"auth0|u","identities":[
+            {"provider":"facebook","user_id":"primary"},
+            {"provider":"facebook","user_id":"1"},
+            {"provider":"github","user_id":2},
+            {"provider":"oauth2","user_id":"custom|x"}]}"#;
+        let answer = WireAnswer::new(200, body.to_string());
+        assert_eq!(
+            listed(a.classify_list(&one, &answer)),
+            ["auth0|u/facebook/1"]
+        );
+        assert_eq!(
+            listed(a.classify_list(&every, &answer)),
+            [
+                "auth0|u/facebook/1",
+                "auth0|u/github/2",
+                "auth0|u/oauth2/custom|x"
+            ]
+        );
+        let only_primary = r#"{"identities":[{"provider":"auth0","user_id":"u"}]}"#;
+        let answer = WireAnswer::new(200, only_primary.to_string());
+        assert!(listed(a.classify_list(&every, &answer)).is_empty());
+        // An unknown user is absent; an identity without an id, or another body, is unexpected.
+        let v = a.classify_list(&every, &WireAnswer::new(404, NOT_FOUND_USER));
+        assert!(matches!(v.class, Class::Absent(_)), "{v:?}");
+        for body in [
+            r#"{"identities":[{"provider":"auth0","user_id":"u"},{"provider":"x"}]}"#,
+            r#"{"identities":[{"provider":"auth0","user_id":"u"},{"provider":"x","user_id":""}]}"#,
+            r#"[]"#,
+            "<html></html>",
+        ] {
+            let v = a.classify_list(&every, &WireAnswer::new(200, body.to_string()));
+            assert!(matches!(v.class, Class::Unexpected(_)), "{body}: {v:?}");
+        }
+        // `*` only in link fields, and `provider` only with `identity_user_id`.
+        let refused = |user: &str, provider: &str, id: &str| {
+            a.prepare(&Fields::from_pairs([
+                ("user_id", user),
+                ("provider", provider),
+                ("identity_user_id", id),
+            ]))
+            .unwrap_err()
+            .field
+        };
+        assert_eq!(refused("*", "facebook", "*"), "user_id");
+        assert_eq!(refused("auth0|u", "*", "1"), "provider");
     }
 }

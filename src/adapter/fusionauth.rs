@@ -45,12 +45,12 @@ pub const DOC: VendorDoc = VendorDoc {
         FieldDoc {
             name: "identity_provider_id",
             required: true,
-            rule: "the identity provider's UUID",
+            rule: "the identity provider's UUID; `*` (with identity_provider_user_id `*`): every provider",
         },
         FieldDoc {
             name: "identity_provider_user_id",
             required: true,
-            rule: "the user's id at the identity provider (non-empty, sent as given)",
+            rule: "the user's id at the identity provider (non-empty, sent as given); `*`: every link to identity_provider_id",
         },
     ],
     key: "{user_id}/{identity_provider_id}/{identity_provider_user_id}",
@@ -133,6 +133,25 @@ impl FusionAuth {
             encode(p.get("user_id")),
         );
         let req = WireRequest::new(method, url).header("Authorization", self.api_key.clone());
+        match &self.tenant_id {
+            Some(tenant) => req.header("X-FusionAuth-TenantId", tenant.clone()),
+            None => req,
+        }
+    }
+
+    /// A wildcard row's read: the user's links, of one identity provider unless it is `*`.
+    fn list_request(&self, p: &Params) -> WireRequest {
+        let mut url = format!(
+            "{}{LINK_PATH}?userId={}",
+            self.base,
+            encode(p.get("user_id"))
+        );
+        let idp = p.get("identity_provider_id");
+        if idp != WILDCARD {
+            url.push_str("&identityProviderId=");
+            url.push_str(&encode(idp));
+        }
+        let req = WireRequest::new(Method::GET, url).header("Authorization", self.api_key.clone());
         match &self.tenant_id {
             Some(tenant) => req.header("X-FusionAuth-TenantId", tenant.clone()),
             None => req,
@@ -285,16 +304,62 @@ fn prepare_fields(fields: &Fields) -> Result<Prepared, Invalid> {
         normalise_uuid(value).ok_or_else(|| Invalid::new(name, UUID_RULE))
     };
     let user_id = uuid("user_id")?;
-    let idp_id = uuid("identity_provider_id")?;
     let idp_user_id = fields
         .get("identity_provider_user_id")
         .ok_or_else(|| Invalid::new("identity_provider_user_id", "is required"))?;
+    let idp_id = match fields.get("identity_provider_id") {
+        Some(WILDCARD) if idp_user_id == WILDCARD => WILDCARD.to_string(),
+        Some(WILDCARD) => {
+            return Err(Invalid::new(
+                "identity_provider_id",
+                "`*` (every identity provider) needs identity_provider_user_id `*` as well",
+            ));
+        }
+        _ => uuid("identity_provider_id")?,
+    };
     let key = key(&user_id, &idp_id, idp_user_id);
     let mut params = Params::new();
     params.set("user_id", user_id);
     params.set("identity_provider_id", idp_id);
     params.set("identity_provider_user_id", idp_user_id);
     Ok(Prepared { key, params })
+}
+
+/// A link field's value asking for every link (SPEC section 3, wildcard rows).
+const WILDCARD: &str = "*";
+
+/// A wildcard row's matching links from a `{"identityProviderLinks":[...]}` list: each entry's
+/// `identityProviderId` (a UUID) and `identityProviderUserId` (non-empty), of the row's
+/// provider unless it is `*`. `None` when an entry lacks them (not FusionAuth's shape).
+fn listed_links(row: &Prepared, links: &[serde_json::Value]) -> Option<Vec<Prepared>> {
+    let user_id = row.params.get("user_id");
+    let wanted = row.params.get("identity_provider_id");
+    let mut out = Vec::new();
+    for link in links {
+        let idp_id = normalise_uuid(link.get("identityProviderId")?.as_str()?)?;
+        let idp_user_id = link.get("identityProviderUserId")?.as_str()?;
+        if idp_user_id.is_empty() {
+            return None;
+        }
+        if let Some(owner) = link.get("userId").and_then(|u| u.as_str())
+            && !owner.eq_ignore_ascii_case(user_id)
+        {
+            // A list for another user than the one asked for: the query was not understood.
+            return None;
+        }
+        if wanted != WILDCARD && idp_id != wanted {
+            continue;
+        }
+        let mut params = Params::new();
+        params.set("user_id", user_id);
+        params.set("identity_provider_id", idp_id.as_str());
+        params.set("identity_provider_user_id", idp_user_id);
+        out.push(Prepared {
+            key: key(user_id, &idp_id, idp_user_id),
+            params,
+        });
+    }
+    Some(out)
 }
 
 /// A row's key from its parts: `{user_id}/{identity_provider_id}/{identity_provider_user_id}`.
@@ -355,7 +420,43 @@ impl Adapter for FusionAuth {
     }
 
     fn read(&self, row: &Prepared, _token: Option<&str>) -> Option<WireRequest> {
+        if self.is_wildcard(row) {
+            return Some(self.list_request(&row.params));
+        }
         Some(self.link_request(Method::GET, &row.params))
+    }
+
+    fn is_wildcard(&self, row: &Prepared) -> bool {
+        row.params.get("identity_provider_user_id") == WILDCARD
+    }
+
+    fn classify_list(&self, row: &Prepared, answer: &WireAnswer) -> Verdict {
+        let request_id = answer.request_id_header();
+        match answer.status {
+            200 => {}
+            201..=299 => {
+                return Verdict::new(Class::Unexpected(
+                    "a 2xx status FusionAuth does not document for GET (it answers 200)".into(),
+                ))
+                .request_id(request_id);
+            }
+            _ => return Self::classify_error(answer),
+        }
+        let body = answer.parse_json();
+        let listed = body
+            .as_ref()
+            .and_then(|b| b.get("identityProviderLinks"))
+            .and_then(|v| v.as_array())
+            .and_then(|links| listed_links(row, links));
+        let class = match listed {
+            Some(links) => Class::Listed(links),
+            None => Class::Unexpected(
+                "a 200 whose body is not {\"identityProviderLinks\":[...]} with each link's \
+                 identityProviderId (a UUID) and identityProviderUserId"
+                    .into(),
+            ),
+        };
+        Verdict::new(class).request_id(request_id)
     }
 
     fn classify_read(&self, row: &Prepared, answer: &WireAnswer) -> Verdict {
@@ -741,5 +842,68 @@ mod tests {
             "tenant_id"
         );
         assert_eq!(err("api_key = \"k\"\napikey = \"k\"", base()), "apikey");
+    }
+
+    #[test]
+    fn wildcard_rows_list_the_users_links() {
+        let a = adapter("");
+        let one = row(&a, USER, IDP, "*");
+        let every = row(&a, USER, "*", "*");
+        assert!(a.is_wildcard(&one) && a.is_wildcard(&every));
+        assert_eq!(every.key.0, format!("{USER}/*/*"));
+        assert_eq!(
+            a.read(&one, None).unwrap().url,
+            format!(
+                "https://acme.fusionauth.io/api/identity-provider/link?userId={USER}&identityProviderId={IDP}"
+            )
+        );
+        assert_eq!(
+            a.read(&every, None).unwrap().url,
+            format!("https://acme.fusionauth.io/api/identity-provider/link?userId={USER}")
+        );
+        let other = "0b6d9a52-7c1e-4f3a-9e2d-5a8c1b7e4f60";
+        let body = format!(
+            r#"{{"identityProviderLinks":[
+                {{"identityProviderId":"{IDP}","identityProviderUserId":"a","userId":"{USER}"}},
+                {{"identityProviderId":"{}","identityProviderUserId":"b"}}]}}"#,
+            other.to_uppercase()
+        );
+        let keys = |v: Verdict| match v.class {
+            Class::Listed(links) => links.into_iter().map(|l| l.key.0).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            keys(a.classify_list(&every, &answer(200, &body))),
+            [format!("{USER}/{IDP}/a"), format!("{USER}/{other}/b")]
+        );
+        assert_eq!(
+            keys(a.classify_list(&one, &answer(200, &body))),
+            [format!("{USER}/{IDP}/a")]
+        );
+        let none = r#"{"identityProviderLinks":[]}"#;
+        assert!(keys(a.classify_list(&every, &answer(200, none))).is_empty());
+        let v = a.classify_list(&every, &answer(404, ""));
+        assert!(matches!(v.class, Class::Absent(_)), "{v:?}");
+        let wrong_user = format!(
+            r#"{{"identityProviderLinks":[{{"identityProviderId":"{IDP}","identityProviderUserId":"a","userId":"{other}"}}]}}"#
+        );
+        for body in [
+            "",
+            r#"{"identityProviderLink":{}}"#,
+            r#"{"identityProviderLinks":[{"identityProviderId":"nope","identityProviderUserId":"a"}]}"#,
+            r#"{"identityProviderLinks":[{"identityProviderId":"82339786-3dff-42a6-aac6-1f1ceecb6c46"}]}"#,
+            wrong_user.as_str(),
+        ] {
+            let v = a.classify_list(&every, &answer(200, body));
+            assert!(matches!(v.class, Class::Unexpected(_)), "{body}: {v:?}");
+        }
+        let refused = a
+            .prepare(&Fields::from_pairs([
+                ("user_id", USER),
+                ("identity_provider_id", "*"),
+                ("identity_provider_user_id", "x"),
+            ]))
+            .unwrap_err();
+        assert_eq!(refused.field, "identity_provider_id");
     }
 }

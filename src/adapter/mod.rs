@@ -61,6 +61,10 @@ impl Params {
     pub fn has(&self, name: &str) -> bool {
         self.0.iter().any(|(n, _)| *n == name)
     }
+    /// Every value with its name, in the order they were set.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.0.iter().map(|(n, v)| (*n, v.as_str()))
+    }
 }
 
 /// How an answer (or a transport failure) is to be handled.

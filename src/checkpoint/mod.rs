@@ -19,8 +19,9 @@
 //!
 //! | `t` | fields | meaning |
 //! |---|---|---|
-//! | `intent` | `line`, `step` | the call for step `step` (0 unlink, 1 delete the user) is about to be sent |
-//! | `step` | `line`, `step` | that step succeeded; the row continues at step `step + 1` |
+//! | `intent` | `line`, `step`, optional `link` | the call for step `step` (0 unlink, 1 delete the user) is about to be sent; for a wildcard row, `link` = `{"key":…,"params":[[name,value],…]}` names the link |
+//! | `step` | `line`, `step`, optional `link` | that step succeeded; the row (or the wildcard row's link) continues at step `step + 1` |
+//! | `link` | `line`, `label`, `outcome`, `message` | a wildcard row finished one of its links (`unlinked`, `absent` or `failed`); its next call is for another link |
 //! | `settled` | `line` | the attempt ended without an outcome (halt, signal after a retryable answer): pending, not in doubt |
 //! | `lost` | `line` | the next outcome of the line is `absent` by a read-back after a lost answer (counted apart) |
 //! | `outcome` | `row` (a whole [`ReportRow`](crate::report::ReportRow)), `report_len` | the row's final outcome; the report's byte length once that row was written |
@@ -29,6 +30,9 @@
 //! | `stop` | `why`, `at` | a run ended: why (`complete`, `limit`, `signal`, `deadline`, `halt: <reason>`, `error: <what>`) and when (RFC 3339); any later record means a later run that left none (killed, or still running) |
 //!
 //! A row is *in doubt* when its last record is an `intent`: the call may have reached the vendor.
+//! A wildcard row (SPEC section 3) keeps, until its outcome, the links it finished and the link
+//! it was at ([`LinkProgress`]); a resume lists the user's links again, skips those, and settles
+//! the link in doubt by that list.
 //!
 //! # Durability
 //!
@@ -99,7 +103,7 @@ pub use archive::{archive, archive_at};
 pub use error::CheckpointError;
 pub use load::read;
 pub use report_sync::{ReportStart, rebuild_report};
-pub use state::{FAILED_BEFORE_CHARS, LastStop, Loaded, MAX_STEPS};
+pub use state::{FAILED_BEFORE_CHARS, LastStop, LinkAt, LinkDone, LinkProgress, Loaded, MAX_STEPS};
 pub use writer::Checkpoint;
 
 /// What a checkpoint is bound to: resuming with anything else is refused.

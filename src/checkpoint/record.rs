@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::journal::MAX_LINE_LEN;
-use super::{LastStop, Loaded, MAX_STEPS};
+use super::{LastStop, LinkDone, Loaded, MAX_STEPS};
 use crate::report::{self, Outcome, ReportRow};
 
 /// Journal format version written in the header.
@@ -36,6 +36,7 @@ pub(super) enum Kind {
     Report,
     Forget,
     Stop,
+    Link,
 }
 
 /// Any record, reading only what the state needs (the row's other fields are skipped).
@@ -50,6 +51,18 @@ pub(super) struct RawRecord {
     pub(super) outcome: Option<Outcome>,
     pub(super) why: Option<String>,
     pub(super) at: Option<String>,
+    /// `intent` / `step` of a wildcard row's link.
+    pub(super) link: Option<LinkRef>,
+    /// `link`: the finished link's label and message.
+    pub(super) label: Option<String>,
+    pub(super) message: Option<String>,
+}
+
+/// The link an `intent` or `step` record of a wildcard row names.
+#[derive(Serialize, Deserialize)]
+pub(super) struct LinkRef {
+    pub(super) key: String,
+    pub(super) params: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -157,8 +170,23 @@ pub(super) fn apply(loaded: &mut Loaded, json: &[u8], max_line: u64) -> Result<(
         loaded.note_activity();
     }
     match record.t {
+        Kind::Intent | Kind::Step if record.link.is_some() => {
+            let link = record.link.expect("checked");
+            let done = record.t == Kind::Step;
+            let (line, step) = (line(record.line)?, step(record.step)?);
+            loaded.apply_link_call(line, step, link.key, link.params, done);
+        }
         Kind::Intent => loaded.apply_intent(line(record.line)?, step(record.step)?),
         Kind::Step => loaded.apply_step(line(record.line)?, step(record.step)?),
+        Kind::Link => {
+            let outcome = record.outcome.ok_or_else(|| missing("outcome"))?;
+            let done = LinkDone {
+                label: record.label.ok_or_else(|| missing("label"))?,
+                outcome,
+                message: record.message.unwrap_or_default(),
+            };
+            loaded.apply_link_done(line(record.line)?, done);
+        }
         Kind::Settled => loaded.apply_settled(line(record.line)?),
         Kind::Lost => loaded.apply_lost(line(record.line)?),
         Kind::Outcome => {

@@ -63,6 +63,35 @@ pub struct Loaded {
     /// Rows whose `failed` outcome was forgotten (`--retry-failed`) and that have no outcome
     /// since: the message of that outcome.
     failed_before: HashMap<u64, Box<str>>,
+    /// Wildcard rows without an outcome yet whose links' calls started: their progress.
+    links: HashMap<u64, LinkProgress>,
+}
+
+/// A wildcard row's progress (SPEC section 3) as its `link` records and link-tagged `intent` /
+/// `step` records tell it: the links it finished, and the link whose calls had started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkProgress {
+    pub done: Vec<LinkDone>,
+    pub current: Option<LinkAt>,
+}
+
+/// One link a wildcard row finished: its label (the link's key without the user), its outcome
+/// (`unlinked`, `absent` or `failed`) and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkDone {
+    pub label: String,
+    pub outcome: Outcome,
+    pub message: String,
+}
+
+/// The link a wildcard row's calls had reached: its key and parameters (as the adapter built
+/// them), the steps of it done, and the step whose call may have been sent unrecorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkAt {
+    pub key: String,
+    pub params: Vec<(String, String)>,
+    pub steps_done: u8,
+    pub in_doubt: Option<u8>,
 }
 
 /// A run's end record (`{"t":"stop","why":…,"at":…}`): why it stopped, as
@@ -88,7 +117,13 @@ impl Loaded {
             after_stop: false,
             failed_messages: HashMap::new(),
             failed_before: HashMap::new(),
+            links: HashMap::new(),
         }
+    }
+
+    /// A wildcard row's progress, when its links' calls started and it has no outcome yet.
+    pub fn links(&self, line: u64) -> Option<&LinkProgress> {
+        self.links.get(&line)
     }
 
     /// For a row being re-attempted after `--retry-failed` forgot its `failed` outcome (in this
@@ -233,6 +268,56 @@ impl Loaded {
     pub(crate) fn apply_settled(&mut self, line: u64) {
         let b = self.clear_outcome(line);
         self.set(line, b & !DOUBT_MASK);
+        if let Some(at) = self.links.get_mut(&line).and_then(|p| p.current.as_mut()) {
+            at.in_doubt = None;
+        }
+    }
+
+    /// An `intent` (`step: None`) or `step` record naming the link of a wildcard row.
+    pub(crate) fn apply_link_call(
+        &mut self,
+        line: u64,
+        step: u8,
+        key: String,
+        params: Vec<(String, String)>,
+        done: bool,
+    ) {
+        if done {
+            self.apply_step(line, step);
+        } else {
+            self.apply_intent(line, step);
+        }
+        let progress = self.links.entry(line).or_default();
+        let at = match progress.current.take() {
+            Some(at) if at.key == key => at,
+            _ => LinkAt {
+                key,
+                params,
+                steps_done: 0,
+                in_doubt: None,
+            },
+        };
+        progress.current = Some(if done {
+            LinkAt {
+                steps_done: step + 1,
+                in_doubt: None,
+                ..at
+            }
+        } else {
+            LinkAt {
+                in_doubt: Some(step),
+                ..at
+            }
+        });
+    }
+
+    /// A `link` record: a wildcard row finished one of its links.
+    pub(crate) fn apply_link_done(&mut self, line: u64, done: LinkDone) {
+        let b = self.clear_outcome(line);
+        self.set(line, b & !(DOUBT_MASK | STEPS_MASK));
+        let progress = self.links.entry(line).or_default();
+        progress.current = None;
+        progress.done.push(done);
     }
 
     pub(crate) fn apply_outcome(&mut self, line: u64, outcome: Outcome, report_len: u64) {
@@ -242,6 +327,7 @@ impl Loaded {
         }
         self.counts[outcome_index(outcome)] += 1;
         self.failed_before.remove(&line);
+        self.links.remove(&line);
         let code = outcome_index(outcome) as u8 + 1;
         self.set(
             line,

@@ -1125,3 +1125,68 @@ fn a_stop_record_says_why_the_last_run_ended_until_a_later_run_writes() {
     let text = fs::read_to_string(&report_path).unwrap();
     assert_eq!(text.matches("auth0|3/github/3").count(), 1, "{text}");
 }
+
+#[test]
+fn a_wildcard_rows_links_are_journaled_and_loaded_until_its_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("job.ckpt");
+    let (mut ckpt, _) = Checkpoint::open(&path, &binding()).unwrap();
+    let params = |id: &'static str| -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("user_id", "auth0|u"),
+            ("provider", "facebook"),
+            ("identity_user_id", id),
+        ]
+    };
+    // Line 2: link 1 removed, link 2 failed, link 3 in flight.
+    ckpt.link_intent(2, 0, "auth0|u/facebook/1", &params("1"))
+        .unwrap();
+    ckpt.link_done(2, "facebook/1", Outcome::Unlinked, "")
+        .unwrap();
+    ckpt.link_intent(2, 0, "auth0|u/facebook/2", &params("2"))
+        .unwrap();
+    ckpt.link_done(2, "facebook/2", Outcome::Failed, "HTTP 400: \"no\"")
+        .unwrap();
+    ckpt.link_intent(2, 0, "auth0|u/facebook/3", &params("3"))
+        .unwrap();
+    // Line 3: the unlink of its link done, the user deletion not started.
+    ckpt.link_intent(3, 0, "auth0|v/github/9", &params("9"))
+        .unwrap();
+    ckpt.link_step_done(3, 0, "auth0|v/github/9", &params("9"))
+        .unwrap();
+    // Line 4: finished links, then the row's outcome: nothing is kept.
+    ckpt.link_intent(4, 0, "auth0|w/github/1", &params("1"))
+        .unwrap();
+    ckpt.link_done(4, "github/1", Outcome::Unlinked, "")
+        .unwrap();
+    ckpt.outcome(&row(4, Outcome::Unlinked), 99).unwrap();
+    drop(ckpt);
+
+    let (_, loaded) = read(&path).unwrap();
+    let two = loaded.links(2).expect("line 2 has link progress");
+    assert_eq!(
+        two.done,
+        vec![
+            LinkDone {
+                label: "facebook/1".into(),
+                outcome: Outcome::Unlinked,
+                message: String::new(),
+            },
+            LinkDone {
+                label: "facebook/2".into(),
+                outcome: Outcome::Failed,
+                message: "HTTP 400: \"no\"".into(),
+            },
+        ]
+    );
+    let at = two.current.as_ref().unwrap();
+    assert_eq!(at.key, "auth0|u/facebook/3");
+    assert_eq!((at.steps_done, at.in_doubt), (0, Some(0)));
+    assert_eq!(at.params[2], ("identity_user_id".into(), "3".into()));
+    assert_eq!(loaded.is_in_doubt(2), Some(0));
+    let three = loaded.links(3).unwrap().current.as_ref().unwrap();
+    assert_eq!((three.steps_done, three.in_doubt), (1, None));
+    assert!(loaded.links(4).is_none());
+    assert_eq!(loaded.outcome(4), Some(Outcome::Unlinked));
+    assert!(loaded.links(5).is_none());
+}

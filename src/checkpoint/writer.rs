@@ -190,6 +190,92 @@ impl Checkpoint {
         self.append()
     }
 
+    /// [`Checkpoint::intent`] for a wildcard row's link: the call for `step` of the link `key`
+    /// (built from `params`) is about to be sent. Flush before sending.
+    pub fn link_intent(
+        &mut self,
+        line: u64,
+        step: u8,
+        key: &str,
+        params: &[(&str, &str)],
+    ) -> io::Result<()> {
+        self.link_call("intent", line, step, key, params)
+    }
+
+    /// [`Checkpoint::step_done`] for a wildcard row's link.
+    pub fn link_step_done(
+        &mut self,
+        line: u64,
+        step: u8,
+        key: &str,
+        params: &[(&str, &str)],
+    ) -> io::Result<()> {
+        self.link_call("step", line, step, key, params)
+    }
+
+    fn link_call(
+        &mut self,
+        t: &'static str,
+        line: u64,
+        step: u8,
+        key: &str,
+        params: &[(&str, &str)],
+    ) -> io::Result<()> {
+        self.check(line, Some(step))?;
+        #[derive(Serialize)]
+        struct Record<'a> {
+            t: &'static str,
+            line: u64,
+            step: u8,
+            link: Link<'a>,
+        }
+        #[derive(Serialize)]
+        struct Link<'a> {
+            key: &'a str,
+            params: &'a [(&'a str, &'a str)],
+        }
+        let record = Record {
+            t,
+            line,
+            step,
+            link: Link { key, params },
+        };
+        serde_json::to_writer(&mut self.scratch, &record)?;
+        self.append()
+    }
+
+    /// Record that a wildcard row finished one of its links: `label` (the link without its
+    /// user), `outcome` (`unlinked`, `absent` or `failed`) and `message`, cut to the report's
+    /// limits.
+    pub fn link_done(
+        &mut self,
+        line: u64,
+        label: &str,
+        outcome: Outcome,
+        message: &str,
+    ) -> io::Result<()> {
+        self.check(line, None)?;
+        #[derive(Serialize)]
+        struct Record<'a> {
+            t: &'static str,
+            line: u64,
+            label: &'a str,
+            outcome: Outcome,
+            message: &'a str,
+        }
+        let cut_label = crate::row::cut(label, report::MAX_KEY_CHARS);
+        let cut_message = crate::row::cut(message, report::MAX_MESSAGE_CHARS);
+        let record = Record {
+            t: "link",
+            line,
+            label: cut_label.as_deref().unwrap_or(label),
+            outcome,
+            message: cut_message.as_deref().unwrap_or(message),
+        };
+        serde_json::to_writer(&mut self.scratch, &record)?;
+        self.append()
+    }
+
     /// Record that row `line`'s attempt ended without an outcome: pending again, not in doubt.
     pub fn settled(&mut self, line: u64) -> io::Result<()> {
         self.check(line, None)?;

@@ -49,7 +49,6 @@ pub(crate) enum CallKind {
     Step(u8),
     Read,
     /// A wildcard row's read: the same call as `Read`, classified by `Adapter::classify_list`.
-    #[allow(dead_code, reason = "made by wildcard rows, the next commit")]
     List,
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::adapter::Prepared;
 use crate::checkpoint::Checkpoint;
 use crate::input::InputError;
 use crate::job::Settings;
@@ -30,14 +31,24 @@ pub(super) const MAX_BATCH: usize = 512;
 /// What the reader, the lanes and the row tasks tell the consumer.
 pub(super) enum Event {
     /// A state-changing call is about to be sent; ack once the journal has it.
+    /// `link`: the call is for this link of a wildcard row.
     Intent {
         line: u64,
         step: u8,
+        link: Option<Box<Prepared>>,
         ack: oneshot::Sender<()>,
     },
     StepDone {
         line: u64,
         step: u8,
+        link: Option<Box<Prepared>>,
+    },
+    /// A wildcard row finished one of its links (SPEC section 3).
+    LinkDone {
+        line: u64,
+        label: String,
+        outcome: Outcome,
+        message: String,
     },
     /// The row ends this run without an outcome. `in_doubt`: a call may have taken effect.
     Pending {
@@ -45,8 +56,8 @@ pub(super) enum Event {
         sent: bool,
         in_doubt: bool,
     },
-    /// A row's outcome; `true` when it is `absent` by a read-back after a lost answer.
-    Row(Box<ReportRow>, bool),
+    /// A row's outcome, with what the counters need beyond the row.
+    Row(Box<ReportRow>, RowNote),
     Halt(String),
     /// A task of the run failed (a bug): stop, record what arrived, end as an internal error.
     Internal(String),
@@ -56,14 +67,36 @@ pub(super) enum Event {
     Fatal(InputError),
 }
 
+/// What a row's outcome event tells the counters beyond the report row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct RowNote {
+    /// The row is `absent` by a read-back after a lost answer.
+    pub(super) after_lost: bool,
+    /// Links this row removed in this run (an `unlinked` ordinary row: 1; a wildcard row: each
+    /// link), or, for a `dry_run` row, the links a real run would remove.
+    pub(super) links: u64,
+    /// Reads a real run makes before its removals (a wildcard row's list: 1).
+    pub(super) reads: u64,
+}
+
+/// What a dry run would send for one vendor: links to remove and reads to make first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct WouldSend {
+    pub(super) rows: u64,
+    pub(super) links: u64,
+    pub(super) reads: u64,
+}
+
 /// What the consumer learnt by the time every sender was gone.
 #[derive(Default)]
 pub(super) struct Tally {
     pub(super) counts: BTreeMap<Outcome, u64>,
     /// `dry_run` rows per vendor: what a real run would send.
-    pub(super) would_send: BTreeMap<String, u64>,
+    pub(super) would_send: BTreeMap<String, WouldSend>,
     pub(super) pending: u64,
     pub(super) absent_after_lost: u64,
+    /// Links removed by this run (wildcard rows count each of theirs).
+    pub(super) links_removed: u64,
     pub(super) halt: Option<String>,
     pub(super) input_done: bool,
     pub(super) more_pending: bool,
@@ -170,15 +203,39 @@ impl<'a> Consumer<'a> {
         let checkpoint = &self.settings.checkpoint;
         let journal_err = |e| io_err("cannot write checkpoint", checkpoint, e);
         match event {
-            Event::Intent { line, step, ack } => {
+            Event::Intent {
+                line,
+                step,
+                link,
+                ack,
+            } => {
                 if let Some(j) = self.journal.as_mut() {
-                    j.intent(line, step).map_err(journal_err)?;
+                    match link {
+                        None => j.intent(line, step),
+                        Some(link) => j.link_intent(line, step, &link.key.0, &params(&link)),
+                    }
+                    .map_err(journal_err)?;
                 }
                 self.acks.push(ack);
             }
-            Event::StepDone { line, step } => {
+            Event::StepDone { line, step, link } => {
                 if let Some(j) = self.journal.as_mut() {
-                    j.step_done(line, step).map_err(journal_err)?;
+                    match link {
+                        None => j.step_done(line, step),
+                        Some(link) => j.link_step_done(line, step, &link.key.0, &params(&link)),
+                    }
+                    .map_err(journal_err)?;
+                }
+            }
+            Event::LinkDone {
+                line,
+                label,
+                outcome,
+                message,
+            } => {
+                if let Some(j) = self.journal.as_mut() {
+                    j.link_done(line, &label, outcome, &message)
+                        .map_err(journal_err)?;
                 }
             }
             Event::Pending {
@@ -194,7 +251,7 @@ impl<'a> Consumer<'a> {
                     j.settled(line).map_err(journal_err)?;
                 }
             }
-            Event::Row(row, after_lost) => self.record(&row, after_lost)?,
+            Event::Row(row, note) => self.record(&row, note)?,
             Event::Halt(reason) => self.halt(reason),
             Event::InputDone { more_pending } => {
                 self.tally.input_done = true;
@@ -214,7 +271,8 @@ impl<'a> Consumer<'a> {
     }
 
     /// Write a row's outcome to the report, then the journal record that points past it.
-    fn record(&mut self, row: &ReportRow, after_lost: bool) -> Result<(), RunError> {
+    fn record(&mut self, row: &ReportRow, note: RowNote) -> Result<(), RunError> {
+        let after_lost = note.after_lost;
         #[cfg(debug_assertions)]
         if super::row::test_fault("panic-recorder")
             == Some(self.tally.counts.values().sum::<u64>() + 1)
@@ -236,7 +294,12 @@ impl<'a> Consumer<'a> {
         }
         *self.tally.counts.entry(row.outcome).or_default() += 1;
         if row.outcome == Outcome::DryRun {
-            *self.tally.would_send.entry(row.vendor.clone()).or_default() += 1;
+            let would = self.tally.would_send.entry(row.vendor.clone()).or_default();
+            would.rows += 1;
+            would.links += note.links;
+            would.reads += note.reads;
+        } else {
+            self.tally.links_removed += note.links;
         }
         self.progress.row(row.outcome);
         match row.outcome {
@@ -303,6 +366,11 @@ impl<'a> Consumer<'a> {
         self.progress.finish();
         Ok(())
     }
+}
+
+/// A link's parameters as the journal records them.
+fn params(link: &Prepared) -> Vec<(&str, &str)> {
+    link.params.pairs().collect()
 }
 
 /// Run blocking file work on this task without stalling the runtime's other tasks, where the

@@ -13,7 +13,7 @@ use crate::stop::Stop;
 use crate::summary::{Estimate, Summary, VendorSummary};
 
 use super::RunOptions;
-use super::consumer::Tally;
+use super::consumer::{Tally, WouldSend};
 use super::row::Lane;
 
 pub(super) struct Finish<'a> {
@@ -84,6 +84,7 @@ impl Finish<'_> {
             stopped,
             halted,
             absent_after_lost_answer: tally.absent_after_lost,
+            links_removed: tally.links_removed,
             estimate: self.estimate(&tally.would_send),
         }
     }
@@ -105,7 +106,7 @@ impl Finish<'_> {
     }
 
     /// `--dry-run --check`: how long the real run would take, per vendor.
-    fn estimate(&self, would_send: &BTreeMap<String, u64>) -> BTreeMap<String, Estimate> {
+    fn estimate(&self, would_send: &BTreeMap<String, WouldSend>) -> BTreeMap<String, Estimate> {
         if !self.opts.check {
             return BTreeMap::new();
         }
@@ -113,8 +114,9 @@ impl Finish<'_> {
             .iter()
             .map(|l| {
                 let name = l.client.name();
-                let rows = would_send.get(name).copied().unwrap_or(0);
-                (name.to_string(), Estimate::new(rows, &l.client.vendor))
+                let w = would_send.get(name).copied().unwrap_or_default();
+                let estimate = Estimate::new(w.rows, w.links, w.reads, &l.client.vendor);
+                (name.to_string(), estimate)
             })
             .collect()
     }

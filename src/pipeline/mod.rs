@@ -17,6 +17,7 @@ mod reader;
 mod row;
 mod runs;
 mod start;
+mod wildcard;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -17,7 +17,8 @@ use crate::job::Settings;
 use crate::report::{Outcome, ReportRow, now_rfc3339};
 use crate::stop::Stop;
 
-use super::consumer::Event;
+use super::consumer::{Event, RowNote};
+use crate::checkpoint::LinkProgress;
 
 /// A valid, pending row on its way to a lane.
 pub(super) struct Work {
@@ -31,6 +32,8 @@ pub(super) struct Work {
     pub(super) reference: String,
     /// `--retry-failed`: the message of the row's earlier `failed` outcome.
     pub(super) failed_before: Option<String>,
+    /// A wildcard row: the links an earlier run finished, and the one it was at.
+    pub(super) links: Option<LinkProgress>,
 }
 
 /// Start the reader thread. The returned task ends with it, reporting a reader that died as an
@@ -159,12 +162,18 @@ impl Reader<'_> {
             let event = match classified {
                 Err(unsent) => Event::Row(
                     Box::new(unsent_row(settings, line, reference, unsent)),
-                    false,
+                    RowNote::default(),
                 ),
                 Ok((lane, row)) if dry_run => {
                     dispatched += 1;
+                    let wildcard = settings.vendors[lane].adapter.is_wildcard(&row);
                     let row = dry_run_row(settings, line, reference, lane, &row);
-                    Event::Row(Box::new(row), false)
+                    let note = RowNote {
+                        after_lost: false,
+                        links: 1,
+                        reads: u64::from(wildcard),
+                    };
+                    Event::Row(Box::new(row), note)
                 }
                 Ok((lane, row)) => {
                     dispatched += 1;
@@ -179,6 +188,7 @@ impl Reader<'_> {
                         row,
                         reference,
                         failed_before: loaded.failed_before(line).map(str::to_owned),
+                        links: loaded.links(line).cloned(),
                     };
                     if lanes[lane].blocking_send(work).is_err() {
                         return; // the lane stopped: the run is stopping
@@ -237,15 +247,16 @@ fn dry_run_row(
     row: &Prepared,
 ) -> ReportRow {
     let adapter = &settings.vendors[lane].adapter;
-    let request = settings
-        .secrets
-        .scrub(&adapter.build(row, 0, None).describe());
-    let unsent = (
-        Some(lane),
-        row.key.0.clone(),
-        String::new(),
-        Outcome::DryRun,
-    );
+    // A wildcard row's first call is the read that lists its links.
+    let (first, message) = match adapter.read(row, None) {
+        Some(read) if adapter.is_wildcard(row) => (
+            read,
+            "would remove every matching link (not read)".to_string(),
+        ),
+        _ => (adapter.build(row, 0, None), String::new()),
+    };
+    let request = settings.secrets.scrub(&first.describe());
+    let unsent = (Some(lane), row.key.0.clone(), message, Outcome::DryRun);
     let mut r = unsent_row(settings, line, reference, unsent);
     r.request = request;
     r
@@ -289,9 +300,19 @@ fn classify_record(settings: &Settings, fields: Result<crate::row::Fields, Inval
     // A `*` asks for every link (SPEC's wildcard rows); an adapter's `prepare` allows it only
     // where the vendor can list links. Anywhere else, sent as it stands it would name a link
     // called `*`, and its `absent` would say nothing true.
+    // Only the vendor's own fields count: a `[defaults]` `*` meant for another vendor's rows
+    // fills fields this vendor never reads.
     let adapter = &settings.vendors[lane].adapter;
+    let own = |name: &str| {
+        settings.vendors[lane]
+            .kind
+            .doc()
+            .fields
+            .iter()
+            .any(|f| f.name == name)
+    };
     if !adapter.is_wildcard(&row)
-        && let Some((name, _)) = fields.iter().find(|(n, v)| *v == "*" && *n != "vendor")
+        && let Some((name, _)) = fields.iter().find(|(n, v)| *v == "*" && own(n))
     {
         let vendor = &settings.vendors[lane].kind;
         let invalid = Invalid::new(

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::adapter::{Class, Verdict};
+use crate::adapter::{Class, Prepared, Verdict};
 use crate::client::{Answered, CallKind, CallLog, Recorder, Stopped, VendorClient, plural};
 use crate::report::{Outcome, ReportRow, now_rfc3339};
 use crate::stop::Stop;
 
-use super::consumer::Event;
+use super::consumer::{Event, RowNote};
 use super::reader::Work;
+use super::wildcard;
 
 /// One vendor of the run.
 pub(super) struct Lane {
@@ -28,7 +29,7 @@ pub(super) struct Lane {
 /// (the consumer stops when every sender is gone).
 pub(super) struct LaneCtx {
     lane: Arc<Lane>,
-    sink: EventSink,
+    pub(super) sink: EventSink,
 }
 
 impl std::ops::Deref for LaneCtx {
@@ -51,8 +52,12 @@ impl EventSink {
 
 impl Recorder for EventSink {
     async fn intent(&self, line: u64, step: u8) -> bool {
-        let (ack, acked) = oneshot::channel();
-        self.0.send(Event::Intent { line, step, ack }).await.is_ok() && acked.await.is_ok()
+        Tagged {
+            sink: self,
+            link: None,
+        }
+        .intent(line, step)
+        .await
     }
 
     async fn halt(&self, reason: String) {
@@ -60,8 +65,33 @@ impl Recorder for EventSink {
     }
 }
 
+/// The [`Recorder`] of one row's calls: for a wildcard row's link, its journal records name the
+/// link.
+pub(super) struct Tagged<'a> {
+    pub(super) sink: &'a EventSink,
+    pub(super) link: Option<&'a Prepared>,
+}
+
+impl Recorder for Tagged<'_> {
+    async fn intent(&self, line: u64, step: u8) -> bool {
+        let (ack, acked) = oneshot::channel();
+        let link = self.link.map(|l| Box::new(l.clone()));
+        let event = Event::Intent {
+            line,
+            step,
+            link,
+            ack,
+        };
+        self.sink.0.send(event).await.is_ok() && acked.await.is_ok()
+    }
+
+    async fn halt(&self, reason: String) {
+        self.sink.halt(reason).await;
+    }
+}
+
 /// How a row's processing ended.
-enum End {
+pub(super) enum End {
     Done(Outcome, String),
     Pending,
 }
@@ -144,10 +174,12 @@ async fn process_row(lane: Arc<LaneCtx>, work: Work) {
         panic!("test fault in the task of line {}", work.line);
     }
     let mut log = CallLog::new(work.in_doubt.is_some());
-    let end = if lane.check {
-        check_row(&lane, &work, &mut log).await
-    } else {
-        drive_row(&lane, &work, &mut log).await
+    let wildcard = lane.client.vendor.adapter.is_wildcard(&work.row);
+    let (end, links) = match (wildcard, lane.check) {
+        (true, true) => wildcard::check(&lane, &work, &mut log).await,
+        (true, false) => wildcard::drive(&lane, &work, &mut log).await,
+        (false, true) => (check_row(&lane, &work, &mut log).await, 1),
+        (false, false) => (drive_row(&lane, &work, &mut log, None).await, 1),
     };
     let event = match end {
         End::Pending => Event::Pending {
@@ -174,7 +206,15 @@ async fn process_row(lane: Arc<LaneCtx>, work: Work) {
                     message: lane.client.secrets().scrub(&message),
                     finished_at: now_rfc3339(),
                 }),
-                log.absent_after_lost && outcome == Outcome::Absent,
+                RowNote {
+                    after_lost: !wildcard && log.absent_after_lost && outcome == Outcome::Absent,
+                    links: match outcome {
+                        _ if wildcard => links,
+                        Outcome::Unlinked | Outcome::DryRun => 1,
+                        _ => 0,
+                    },
+                    reads: u64::from(wildcard),
+                },
             )
         }
     };
@@ -198,7 +238,7 @@ fn retried_message(failed_before: Option<&str>, outcome: Outcome, message: Strin
 }
 
 /// `--dry-run --check`: read the link's state; change nothing.
-async fn check_row(lane: &LaneCtx, work: &Work, log: &mut CallLog) -> End {
+pub(super) async fn check_row(lane: &LaneCtx, work: &Work, log: &mut CallLog) -> End {
     let client = &lane.client;
     let adapter = &client.vendor.adapter;
     // Report the call a real run would send, not the read.
@@ -235,7 +275,11 @@ async fn check_row(lane: &LaneCtx, work: &Work, log: &mut CallLog) -> End {
 }
 
 /// One read of the row's link with its own retry budget.
-async fn read_state(lane: &LaneCtx, work: &Work, log: &mut CallLog) -> Result<Verdict, Stopped> {
+pub(super) async fn read_state(
+    lane: &LaneCtx,
+    work: &Work,
+    log: &mut CallLog,
+) -> Result<Verdict, Stopped> {
     let mut budget = 0;
     let answered = lane
         .client
@@ -281,7 +325,17 @@ async fn settle_in_doubt(lane: &LaneCtx, work: &Work, log: &mut CallLog) -> Resu
     }
 }
 
-async fn drive_row(lane: &LaneCtx, work: &Work, log: &mut CallLog) -> End {
+/// Make a row's steps (or a wildcard row's link's: `link`), settling a row in doubt first.
+pub(super) async fn drive_row(
+    lane: &LaneCtx,
+    work: &Work,
+    log: &mut CallLog,
+    link: Option<&Prepared>,
+) -> End {
+    let rec = Tagged {
+        sink: &lane.sink,
+        link,
+    };
     let steps = lane.client.vendor.adapter.steps(&work.row);
     let mut step = work.start_step;
     let mut note = String::new();
@@ -296,7 +350,7 @@ async fn drive_row(lane: &LaneCtx, work: &Work, log: &mut CallLog) -> End {
     while step < steps {
         log.lost_answer = false;
         log.retried_answer = None;
-        let verdict = match step_call(lane, work, log, step).await {
+        let verdict = match step_call(lane, &rec, work, log, step).await {
             Ok(Ok(v)) => v,
             Ok(Err((outcome, m))) => return End::Done(outcome, join(&note, &m)),
             Err(Stopped) => return End::Pending,
@@ -306,7 +360,8 @@ async fn drive_row(lane: &LaneCtx, work: &Work, log: &mut CallLog) -> End {
             Class::Unlinked => {
                 if steps > 1 && step + 1 < steps {
                     let line = work.line;
-                    lane.sink.send(Event::StepDone { line, step }).await;
+                    let link = link.map(|l| Box::new(l.clone()));
+                    lane.sink.send(Event::StepDone { line, step, link }).await;
                 }
                 step += 1;
             }
@@ -355,6 +410,7 @@ async fn drive_row(lane: &LaneCtx, work: &Work, log: &mut CallLog) -> End {
 /// outcome decided by a read-back.
 async fn step_call(
     lane: &LaneCtx,
+    rec: &Tagged<'_>,
     work: &Work,
     log: &mut CallLog,
     step: u8,
@@ -364,7 +420,7 @@ async fn step_call(
     loop {
         let kind = CallKind::Step(step);
         let lost = match client
-            .call(&lane.sink, work.line, &work.row, log, kind, &mut budget)
+            .call(rec, work.line, &work.row, log, kind, &mut budget)
             .await?
         {
             Answered::Verdict(v) => return Ok(Ok(v)),
@@ -414,7 +470,7 @@ async fn step_call(
     }
 }
 
-fn join(a: &str, b: &str) -> String {
+pub(super) fn join(a: &str, b: &str) -> String {
     match (a.is_empty(), b.is_empty()) {
         (true, _) => b.to_string(),
         (_, true) => a.to_string(),

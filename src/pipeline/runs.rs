@@ -188,6 +188,7 @@ impl Started {
             "absent_after_lost_answer".into(),
             summary.absent_after_lost_answer,
         );
+        this_run.insert("links_removed".into(), summary.links_removed);
         self.line.counts = Some(counts);
         self.line.this_run = Some(this_run);
         self.line.vendors = Some(

@@ -180,19 +180,23 @@ fn unreadable_input_is_fatal() {
     assert!(run.stderr.contains("missing.csv"), "{}", run.stderr);
 }
 
-/// `*` in a link field asks for every link: not built yet, so the row is `invalid` saying so,
-/// with its key, instead of being sent for a link literally called `*` (whose `absent` would be
-/// false).
+/// `*` in a link field asks for every link (a wildcard row): a plain dry run reads nothing, so
+/// it says the row would remove every matching link, with the read a real run starts with.
 #[test]
-fn a_wildcard_row_is_invalid_until_wildcards_exist() {
+fn a_wildcard_row_in_a_plain_dry_run_is_not_read() {
     let dir = tempfile::tempdir().unwrap();
     let input = b"user_id,provider,identity_user_id\nauth0|a,github,*\nauth0|b,github,2\n";
     let (run, rows) = dry_run(dir.path(), "in.csv", input, "");
-    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(run.code, 0, "{}", run.stderr);
     let rows = by_line(&rows);
-    assert_eq!(rows[&2]["outcome"], "invalid");
+    assert_eq!(rows[&2]["outcome"], "dry_run");
+    assert_eq!(
+        rows[&2]["message"],
+        "would remove every matching link (not read)"
+    );
     assert!(
-        rows[&2]["message"].contains("`*` (every link) is not supported"),
+        rows[&2]["request"].starts_with("GET ")
+            && rows[&2]["request"].ends_with("/api/v2/users/auth0%7Ca"),
         "{:?}",
         rows[&2]
     );

@@ -28,3 +28,4 @@ mod sim;
 mod status;
 mod unexpected;
 mod vendors;
+mod wildcard;

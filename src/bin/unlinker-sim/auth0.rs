@@ -339,6 +339,14 @@ impl Vendor for Auth0 {
         .retry_after(limited)
     }
 
+    fn refused(&self, _req: &Request) -> Answer {
+        error(
+            StatusCode::BAD_REQUEST,
+            "The identity cannot be unlinked (--fail-key).",
+            Some("operation_not_supported"),
+        )
+    }
+
     fn unavailable(&self, _req: &Request) -> Answer {
         error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -230,6 +230,13 @@ impl Vendor for FusionAuth {
         Answer::empty(StatusCode::TOO_MANY_REQUESTS).retry_after(limited)
     }
 
+    fn refused(&self, _req: &Request) -> Answer {
+        Answer::json(
+            StatusCode::BAD_REQUEST,
+            &json!({"generalErrors": [{"code": "[sim]refused", "message": "The link cannot be removed (--fail-key)."}]}),
+        )
+    }
+
     fn unavailable(&self, _req: &Request) -> Answer {
         Answer::empty(StatusCode::SERVICE_UNAVAILABLE)
     }

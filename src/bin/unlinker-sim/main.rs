@@ -207,6 +207,10 @@ pub(crate) struct FaultOptions {
     /// Seed of the fault dice, so runs can be reproduced
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub fault_seed: u64,
+    /// Refuse every unlink of this key with the vendor's "failed" answer (Auth0 and FusionAuth:
+    /// their documented 400), changing nothing; repeatable
+    #[arg(long = "fail-key", value_name = "VENDOR=KEY")]
+    pub fail_keys: Vec<String>,
 }
 
 impl Default for FaultOptions {
@@ -220,6 +224,7 @@ impl Default for FaultOptions {
             slow_rate: 0.0,
             slow: DEFAULT_SLOW,
             fault_seed: 0,
+            fail_keys: Vec::new(),
         }
     }
 }
@@ -340,6 +345,16 @@ impl Sim {
                 );
             };
             slot.bucket = Some(Bucket::new(limit, faults.retry_after));
+        }
+        for fail in &faults.fail_keys {
+            let (vendor, key) = fail.split_once('=').unwrap_or((fail, ""));
+            let Some(slot) = slots.iter_mut().find(|s| s.endpoint.name() == vendor) else {
+                bail!("--fail-key {fail}: expected VENDOR=KEY with a vendor of: {known}");
+            };
+            if key.is_empty() {
+                bail!("--fail-key {fail}: expected VENDOR=KEY (the key is empty)");
+            }
+            slot.store.fail_key(key.to_string());
         }
         let default_vendor = config.links.seed_vendor.as_deref();
         if let Some(v) = default_vendor

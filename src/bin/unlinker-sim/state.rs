@@ -231,6 +231,8 @@ pub(crate) struct Store {
     links: Mutex<LinkSet>,
     pub(crate) counters: Counters,
     keys: Mutex<HashMap<String, KeyCounts>>,
+    /// `--fail-key`: unlink keys refused with the vendor's "failed" answer, changing nothing.
+    failing: HashSet<String>,
 }
 
 impl Store {
@@ -239,7 +241,18 @@ impl Store {
             links: Mutex::new(LinkSet::new(all_linked, owner_len)),
             counters: Counters::default(),
             keys: Mutex::new(HashMap::new()),
+            failing: HashSet::new(),
         }
+    }
+
+    /// `--fail-key`: refuse every unlink of `key`.
+    pub(crate) fn fail_key(&mut self, key: String) {
+        self.failing.insert(key);
+    }
+
+    /// Whether an unlink of `key` is refused (`--fail-key`).
+    pub(crate) fn fails(&self, key: Option<&str>) -> bool {
+        key.is_some_and(|k| self.failing.contains(k))
     }
 
     /// Run `f` on the links under the lock, then count what it removed (overall and per key).

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 
 use super::faults::{Bucket, Dice, Limited};
-use super::state::{Counters, Link, Op, Store};
+use super::state::{Counters, Link, Op, OpKind, Store};
 
 /// One received vendor request, with the path and query exactly as they came.
 #[derive(Debug)]
@@ -181,6 +181,13 @@ pub(crate) trait Vendor: Send + Sync + 'static {
 
     /// The vendor's "temporarily unavailable" answer (`--error-rate`).
     fn unavailable(&self, req: &Request) -> Answer;
+
+    /// The vendor's answer refusing an unlink for good (`--fail-key`), which the client records
+    /// as `failed`. Vendors without one answer a plain 400, which no client classifies as an
+    /// outcome.
+    fn refused(&self, _req: &Request) -> Answer {
+        Answer::empty(StatusCode::BAD_REQUEST)
+    }
 }
 
 /// What becomes of an answer after the vendor gave it.
@@ -243,6 +250,9 @@ impl<V: Vendor> Endpoint for V {
         if dice.roll(dice.error) {
             Counters::bump(&counters.errors);
             return (self.unavailable(req), Fate::Send);
+        }
+        if op.kind == OpKind::Unlink && store.fails(op.key.as_deref()) {
+            return (self.refused(req), Fate::Send);
         }
         let answer = self.answer(call, req, store);
         if answer.unauthorized {
