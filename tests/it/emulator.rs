@@ -56,6 +56,31 @@ const SEEDS: &[Seed] = &[
         password: false,
         phone: false,
     },
+    // Wildcard rows (`provider_id = "*"`).
+    Seed {
+        uid: "wild-password",
+        providers: &["google.com", "facebook.com"],
+        password: true,
+        phone: false,
+    },
+    Seed {
+        uid: "wild-federated-only",
+        providers: &["google.com", "apple.com"],
+        password: false,
+        phone: false,
+    },
+    Seed {
+        uid: "wild-phone",
+        providers: &["github.com"],
+        password: false,
+        phone: true,
+    },
+    Seed {
+        uid: "wild-nothing-linked",
+        providers: &[],
+        password: true,
+        phone: false,
+    },
 ];
 
 /// (uid, provider_id, outcome) of each input row.
@@ -69,6 +94,14 @@ const ROWS: &[(&str, &str, &str)] = &[
     ("phone-plus", "apple.com", "unlinked"),
     ("custom-oidc", "oidc.corp", "unlinked"),
     ("nobody", "google.com", "absent"),
+    // Every federated provider goes; the password stays.
+    ("wild-password", "*", "unlinked"),
+    // Removing every provider would lock the user out: nothing is removed.
+    ("wild-federated-only", "*", "failed"),
+    // The phone number is a sign-in method, never listed as a link.
+    ("wild-phone", "*", "unlinked"),
+    ("wild-nothing-linked", "*", "absent"),
+    ("wild-nobody", "*", "absent"),
 ];
 
 /// A user afterwards: sorted `providerUserInfo` ids, password, phone.
@@ -85,6 +118,14 @@ fn expected_after() -> BTreeMap<&'static str, Option<After>> {
         ("phone-plus", Some((vec!["phone"], false, true))),
         ("custom-oidc", Some((vec!["google.com"], false, false))),
         ("nobody", None),
+        ("wild-password", Some((vec![], true, false))),
+        (
+            "wild-federated-only",
+            Some((vec!["apple.com", "google.com"], false, false)),
+        ),
+        ("wild-phone", Some((vec!["phone"], false, true))),
+        ("wild-nothing-linked", Some((vec![], true, false))),
+        ("wild-nobody", None),
     ])
 }
 
@@ -186,10 +227,17 @@ async fn scenario(target: &str, base_url: &str) {
             .unwrap_or_else(|| panic!("{target}: no report row for {key}: {rows:?}"));
         assert_eq!(row["outcome"], *outcome, "{target}: {key}: {row:?}");
     }
+    for key in ["one-provider/google.com", "wild-federated-only/*"] {
+        assert!(
+            by_key[key]["message"].contains("without a way to sign in"),
+            "{target}: {:?}",
+            by_key[key]
+        );
+    }
+    let wild = &by_key["wild-password/*"]["message"];
     assert!(
-        by_key["one-provider/google.com"]["message"].contains("without a way to sign in"),
-        "{target}: {:?}",
-        by_key["one-provider/google.com"]
+        wild.contains("google.com") && wild.contains("facebook.com"),
+        "{target}: {wild}"
     );
     // A failed row (the guard) makes the run's exit code say so.
     assert_ne!(run.code, 0, "{target}: {}", run.stderr);
@@ -227,8 +275,8 @@ async fn firebase_emulator_and_simulator_agree_on_every_outcome() {
     )
     .await;
     // Only the rows the lookup found safe to change were sent as updates.
-    assert_eq!(sim.vendor_count("firebase", "unlink_calls"), 4);
-    assert_eq!(sim.vendor_count("firebase", "reads"), ROWS.len() as u64 + 1);
+    // (4 explicit rows, 2 links of wild-password, 1 of wild-phone.)
+    assert_eq!(sim.vendor_count("firebase", "unlink_calls"), 7);
 
     let started = Instant::now();
     let emulator = Emulator::start().await;

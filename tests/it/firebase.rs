@@ -655,7 +655,10 @@ async fn seeds_and_all_linked_on_the_simulator() {
     // With --all-linked every user has a password and the usual providers.
     let all = Sim::start(&["--all-linked"]);
     let dir = tempfile::tempdir().unwrap();
-    input(dir.path(), &[("any", "google.com"), ("any", "oidc.corp")]);
+    input(
+        dir.path(),
+        &[("any", "google.com"), ("any", "oidc.corp"), ("other", "*")],
+    );
     let job = job(dir.path(), &all.url, Auth::Static, "");
     let text = std::fs::read_to_string(&job)
         .unwrap()
@@ -666,6 +669,10 @@ async fn seeds_and_all_linked_on_the_simulator() {
     let rows = report(dir.path());
     assert_eq!(rows["any/google.com"]["outcome"], "unlinked");
     assert_eq!(rows["any/oidc.corp"]["outcome"], "absent");
+    let wild = &rows["other/*"];
+    assert_eq!(wild["outcome"], "unlinked");
+    assert!(wild["message"].contains("removed 4:"), "{wild:?}");
+    assert!(!wild["message"].contains("password"), "{wild:?}");
 }
 
 #[test]
