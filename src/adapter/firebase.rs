@@ -184,9 +184,9 @@ impl ServiceAccount {
         let key = EncodingKey::from_rsa_pem(file.private_key.as_bytes()).map_err(|_| {
             err("`private_key` is not an RSA private key in PEM (BEGIN PRIVATE KEY)".into())
         })?;
+        // Held to the https-or-loopback rule when the job loads (`Adapter::other_urls`).
         let uri = file.token_uri.as_deref().unwrap_or(DEFAULT_TOKEN_URI);
-        let token_uri =
-            crate::job::check_base_url(uri).map_err(|m| err(format!("`token_uri`: {m}")))?;
+        let token_uri = Url::parse(uri).map_err(|_| err("`token_uri` is not a URL".to_string()))?;
         let account = ServiceAccount {
             client_email: file.client_email.trim().to_string(),
             key_id: file.private_key_id.filter(|k| !k.is_empty()),
@@ -683,6 +683,16 @@ impl Adapter for Firebase {
 
     fn classify_list(&self, row: &Prepared, answer: &WireAnswer) -> Verdict {
         self.classify_listing(row, answer)
+    }
+
+    fn other_urls(&self) -> Vec<(&'static str, &'static str, String)> {
+        match &self.credentials {
+            Credentials::Account(account) => {
+                let uri = account.token_uri.as_str().to_string();
+                vec![("service_account", "the key's token_uri", uri)]
+            }
+            Credentials::Static(_) => Vec::new(),
+        }
     }
 
     fn fetches_token(&self) -> bool {

@@ -241,6 +241,13 @@ pub trait Adapter: Send + Sync + 'static {
         self.token_request().is_some()
     }
 
+    /// URLs besides `base_url` the adapter sends to (Firebase's `token_uri`), each with the config
+    /// key that gave it and what it is: held to the same https-or-loopback rule as `base_url`
+    /// when the job loads.
+    fn other_urls(&self) -> Vec<(&'static str, &'static str, String)> {
+        Vec::new()
+    }
+
     /// Parse a token answer into the token and its lifetime.
     fn parse_token(&self, _answer: &WireAnswer) -> Result<(String, Duration), String> {
         Err("this vendor does not fetch tokens".into())

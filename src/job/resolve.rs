@@ -423,6 +423,9 @@ fn resolve_vendor(
         .map_err(|e| v.err(&e.key, vendor_key_message(e.message)))?;
     // Adapters derive their default host (e.g. from `domain`); the rule applies to that too.
     check_base_url(url.as_str()).map_err(|m| v.err("", m))?;
+    for (key, what, other) in adapter.other_urls() {
+        check_base_url(&other).map_err(|m| v.err(key, format!("{what}: {m}")))?;
+    }
 
     let rate = match overrides.rate {
         Some(r) => section::check_number(r, RATE_RANGE)

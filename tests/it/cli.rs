@@ -125,6 +125,11 @@ const JOB_ENV: &[(&str, &str)] = &[
     ("NEWSPARK_SESSION", "session=s"),
     ("NEWSPARK_FORM_TOKEN", "f"),
     ("SIM_URL", "http://127.0.0.1:8787"),
+    ("FIREBASE_PROJECT_ID", "demo-unlinker"),
+    (
+        "FIREBASE_SERVICE_ACCOUNT",
+        include_str!("../fixtures/firebase-service-account.json"),
+    ),
 ];
 
 #[test]
