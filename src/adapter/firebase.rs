@@ -85,7 +85,7 @@ pub const DOC: VendorDoc = VendorDoc {
         FieldDoc {
             name: "provider_id",
             required: true,
-            rule: "a federated provider, e.g. google.com, apple.com, oidc.NAME, saml.NAME (not password or phone)",
+            rule: "a federated provider, e.g. google.com, apple.com, oidc.NAME, saml.NAME, or * for every one (never password or phone)",
         },
     ],
     key: "{uid}/{provider_id}",

@@ -450,7 +450,7 @@ fn vendors_lists_base_url_once_each() {
             *seen.entry(current.clone()).or_default() += 1;
         }
     }
-    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert_eq!(seen.len(), 5, "{seen:?}");
     assert!(seen.values().all(|n| *n == 1), "{seen:?}\n{}", out.stdout);
 }
 
