@@ -695,3 +695,73 @@ fn token_uri_must_be_https_or_loopback_and_the_key_is_never_printed() {
     assert!(!run.stderr.contains(&body), "{}", run.stderr);
     assert!(!run.stderr.contains("PRIVATE KEY"), "{}", run.stderr);
 }
+
+/// Half of all answers lost after the simulator acted: a lost lookup is settled by a fresh
+/// lookup, a lost update is sent again (it is idempotent: the provider is already gone, and the
+/// answer says so). Every link is removed exactly once and every row ends `unlinked`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_answers_never_remove_twice_or_claim_a_false_outcome() {
+    let sim = Sim::start(&["--all-linked", "--drop-rate", "0.5", "--fault-seed", "11"]);
+    let dir = tempfile::tempdir().unwrap();
+    let uids: Vec<String> = (0..16).map(|i| format!("u{i}")).collect();
+    let rows: Vec<(&str, &str)> = uids.iter().map(|u| (u.as_str(), "google.com")).collect();
+    input(dir.path(), &rows);
+    let job = job(dir.path(), &sim.url, Auth::Static, "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace(STATIC_TOKEN, "owner")
+        .replace("timeout = \"5s\"", "timeout = \"5s\"\nmax_attempts = 12");
+    std::fs::write(&job, text).unwrap();
+    let run = unlinker_async(run_args(&job, &[]), vec![]).await;
+    let report = report(dir.path());
+    assert_eq!(report.len(), 16, "{}", run.stderr);
+    for uid in &uids {
+        let key = format!("{uid}/google.com");
+        assert_eq!(report[&key]["outcome"], "unlinked", "{:?}", report[&key]);
+        assert_eq!(sim.key_count("firebase", &key, "removed"), 1, "{key}");
+    }
+    assert!(sim.vendor_count("firebase", "dropped") > 0);
+}
+
+/// `--dry-run --check` sends only lookups, and reports what the real run would do: the guard's
+/// refusal as `failed`, a provider that is not linked as `absent`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_check_only_looks_up_and_shows_the_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = write(
+        dir.path(),
+        "seed.csv",
+        "vendor,uid,provider_id\nfirebase,a,google.com\nfirebase,a,apple.com\n\
+         firebase,b,google.com\n",
+    );
+    let sim = Sim::start(&["--seed", seed.to_str().unwrap()]);
+    input(
+        dir.path(),
+        &[
+            ("a", "google.com"),
+            ("a", "github.com"),
+            ("b", "google.com"),
+            ("a", "*"),
+        ],
+    );
+    let job = job(dir.path(), &sim.url, Auth::Static, "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace(STATIC_TOKEN, "owner");
+    std::fs::write(&job, text).unwrap();
+    let run = unlinker_async(run_args(&job, &["--dry-run", "--check"]), vec![]).await;
+    let dry = dir.path().join("report.dry-run.csv");
+    let rows: std::collections::BTreeMap<String, Row> = read_report(&dry)
+        .into_iter()
+        .map(|r| (r["key"].clone(), r))
+        .collect();
+    assert_eq!(rows["a/google.com"]["outcome"], "dry_run", "{}", run.stderr);
+    assert_eq!(rows["a/github.com"]["outcome"], "absent");
+    assert_eq!(rows["b/google.com"]["outcome"], "failed");
+    assert!(rows["b/google.com"]["message"].contains("without a way to sign in"));
+    // Removing both of a's providers would lock it out: the wildcard is refused as a whole.
+    assert_eq!(rows["a/*"]["outcome"], "failed");
+    assert_eq!(sim.vendor_count("firebase", "unlink_calls"), 0);
+    assert_eq!(sim.vendor_count("firebase", "reads"), 4);
+    assert_eq!(sim.links("firebase").len(), 3);
+}
