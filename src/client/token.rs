@@ -98,6 +98,12 @@ impl VendorClient {
         if self.stop.is_set() {
             return Err(Stopped); // a halt (perhaps this very token refused) came meanwhile
         }
+        // A signed assertion (Firebase) is a credential for its lifetime: scrubbed like the token.
+        for (name, value) in &request.form {
+            if request.secret_fields.contains(name) {
+                self.secrets.learn(value);
+            }
+        }
         let answer = self.transport.send(&request).await;
         drop(permit);
         let transient = match answer {

@@ -108,18 +108,20 @@ impl Secrets {
 
     /// `text` with every form of every secret replaced by `[redacted]`.
     pub fn scrub(&self, text: &str) -> String {
-        let text = self.scrub_job(text);
+        // Learned values first: one may hold a job secret (a signed assertion holds the key's
+        // id), and scrubbing that part first would leave the rest of it in the clear.
         let learned = self.learned.read().unwrap_or_else(|e| e.into_inner());
         if learned.is_empty() {
-            return text;
+            return self.scrub_job(text);
         }
-        let mut text = text;
+        let mut text = text.to_string();
         for form in learned.iter().flatten() {
             if text.contains(form.as_str()) {
                 text = text.replace(form.as_str(), REDACTED);
             }
         }
-        text
+        drop(learned);
+        self.scrub_job(&text)
     }
 
     /// [`Secrets::scrub`] for the job's own secrets.
@@ -229,6 +231,9 @@ mod tests {
         assert_eq!(copy.scrub("a ya29.token/x+y b"), "a [redacted] b");
         assert_eq!(copy.scrub("ya29.token%2Fx%2By"), "[redacted]");
         assert_eq!(copy.scrub("job-secret-1 ab"), "[redacted] ab");
+        // A learned value that holds a job secret is scrubbed whole.
+        job.learn("head.job-secret-1.tail");
+        assert_eq!(copy.scrub("x head.job-secret-1.tail y"), "x [redacted] y");
         for n in 0..MAX_LEARNED {
             job.learn(&format!("later-token-{n}"));
         }

@@ -765,3 +765,58 @@ async fn dry_run_check_only_looks_up_and_shows_the_guard() {
     assert_eq!(sim.vendor_count("firebase", "reads"), 4);
     assert_eq!(sim.links("firebase").len(), 3);
 }
+
+/// A token endpoint that refuses the assertion and quotes it back: the run halts with the
+/// endpoint's reason, and the assertion (a credential for its hour) is not in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_assertion_halts_without_showing_it() {
+    let server = MockServer::start().await;
+    let seen = Arc::new(Mutex::new(String::new()));
+    struct Refuse(Arc<Mutex<String>>);
+    impl Respond for Refuse {
+        fn respond(&self, req: &Request) -> ResponseTemplate {
+            let form = decode_pairs(std::str::from_utf8(&req.body).unwrap());
+            let jwt = form
+                .iter()
+                .find(|(n, _)| n == "assertion")
+                .unwrap()
+                .1
+                .clone();
+            *self.0.lock().unwrap() = jwt.clone();
+            ResponseTemplate::new(400).set_body_json(json!({
+                "error": "invalid_grant",
+                "error_description": format!("Invalid JWT Signature: {jwt}")
+            }))
+        }
+    }
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(Refuse(seen.clone()))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    input(dir.path(), &[("a", "google.com")]);
+    let key = key_file(dir.path(), &format!("{}/token", server.uri()));
+    let job = job(dir.path(), &server.uri(), Auth::Account(&key), "");
+    let run = unlinker_async(run_args(&job, &[]), vec![]).await;
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("Invalid JWT Signature"),
+        "{}",
+        run.stderr
+    );
+    let jwt = seen.lock().unwrap().clone();
+    assert!(jwt.len() > 100);
+    let signature = jwt.rsplit('.').next().unwrap();
+    assert!(!run.stderr.contains(signature), "{}", run.stderr);
+    assert_eq!(
+        server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path() != "/token")
+            .count(),
+        0
+    );
+}
