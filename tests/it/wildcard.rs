@@ -667,3 +667,70 @@ secret = "c2VjcmV0"
         rows[&2]
     );
 }
+
+/// A halt between a link's unlink and the deletion of the user it leaves (Auth0
+/// `delete_unlinked_user`): the resume deletes that user first (the list no longer shows the
+/// link), then goes on with the other links.
+#[test]
+fn a_resume_finishes_the_second_step_of_the_link_it_stopped_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = write(
+        dir.path(),
+        "seed.csv",
+        "vendor,user_id,provider,identity_user_id\nauth0,auth0|s,facebook,1\nauth0,auth0|s,facebook,2\n",
+    );
+    // A burst of 2: the read and the first unlink pass; the user deletion meets a 429 naming a
+    // wait longer than allowed, and the run halts.
+    let sim = Sim::start(&[
+        "--seed",
+        seed.to_str().unwrap(),
+        "--rate-limit",
+        "auth0=1/2",
+        "--retry-after",
+    ]);
+    write(
+        dir.path(),
+        "in.csv",
+        "user_id,provider,identity_user_id\nauth0|s,facebook,*\n",
+    );
+    let extra = "delete_unlinked_user = true";
+    let job = auth0_job(
+        dir.path(),
+        &sim.url,
+        extra,
+        "max_rate_limit_wait = \"500ms\"",
+    );
+    let out = run(&job, &[]);
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert_eq!(sim.links("auth0"), ["auth0|s/facebook/2"]);
+
+    let job = auth0_job(dir.path(), &sim.url, extra, "max_rate_limit_wait = \"30s\"");
+    let out = run(&job, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let rows = report(dir.path());
+    assert_eq!(rows[&2]["outcome"], "unlinked", "{:?}", rows[&2]);
+    assert_eq!(rows[&2]["message"], "removed 2: facebook/1, facebook/2");
+    let log = calls(&sim);
+    let deletes: Vec<&String> = log.iter().filter(|c| c.starts_with("DELETE")).collect();
+    // The unlink made before the halt was not sent again (the resume's calls may meet 429s).
+    let first = "DELETE /api/v2/users/auth0%7Cs/identities/facebook/1";
+    assert_eq!(
+        deletes.iter().filter(|c| c.as_str() == first).count(),
+        1,
+        "{deletes:#?}"
+    );
+    assert_eq!(sim.key_count("auth0", "auth0|s/facebook/1", "removed"), 1);
+    // Both standalone users were deleted: the first one's deletion, refused with a 429 before
+    // the halt, was made again by the resume.
+    let user_one = "DELETE /api/v2/users/facebook%7C1";
+    assert!(
+        deletes.iter().filter(|c| c.as_str() == user_one).count() >= 2,
+        "{deletes:#?}"
+    );
+    assert!(
+        deletes
+            .iter()
+            .any(|c| c.as_str() == "DELETE /api/v2/users/facebook%7C2"),
+        "{deletes:#?}"
+    );
+}
