@@ -537,6 +537,12 @@ impl Adapter for Firebase {
         2
     }
 
+    /// The lookup changes nothing: a resume makes it again, and a lost answer to it is asked
+    /// again; the update's lost answer is settled by a lookup.
+    fn reads_only(&self, _row: &Prepared, step: u8) -> bool {
+        step == 0
+    }
+
     fn build(&self, row: &Prepared, step: u8, token: Option<&str>) -> WireRequest {
         match step {
             0 => self.lookup(row, token),

@@ -187,6 +187,20 @@ pub trait Adapter: Send + Sync + 'static {
         1
     }
 
+    /// Whether `step` of `row` only reads (Firebase's lookup before its update): no intent is
+    /// journaled for it, its lost answer is simply asked again, and the first step that is not
+    /// a read is the one whose lost answer is settled by read-back.
+    fn reads_only(&self, _row: &Prepared, _step: u8) -> bool {
+        false
+    }
+
+    /// The first step of `row` that changes anything (see [`Adapter::reads_only`]).
+    fn first_change(&self, row: &Prepared) -> u8 {
+        (0..self.steps(row))
+            .find(|&s| !self.reads_only(row, s))
+            .unwrap_or(0)
+    }
+
     /// The call for `step` of `row`. `token` is the bearer token fetched through
     /// [`Adapter::token_request`], when the adapter uses one.
     fn build(&self, row: &Prepared, step: u8, token: Option<&str>) -> WireRequest;

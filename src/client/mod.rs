@@ -143,6 +143,8 @@ impl CallLog {
 struct Turn {
     line: u64,
     kind: CallKind,
+    /// A step that changes something (not a read-only step): its intent is journaled.
+    changes: bool,
     /// Whether the row was in doubt before this attempt (restored when the vendor cannot have
     /// acted on it).
     doubt_before: bool,
@@ -234,7 +236,11 @@ impl VendorClient {
         budget: &mut u32,
     ) -> Result<Answered, Stopped> {
         // A lost answer to a first step is settled by read-back where the vendor can read.
-        let settles = kind == CallKind::Step(0) && self.can_read();
+        // (For a vendor whose first step only reads, the first step that changes anything.)
+        let adapter = self.vendor.adapter.as_ref();
+        let changes = matches!(kind, CallKind::Step(s) if !adapter.reads_only(row, s));
+        let settles =
+            kind == CallKind::Step(adapter.first_change(row)) && changes && self.can_read();
         debug_assert_eq!(
             self.can_read(),
             self.vendor.adapter.read(row, None).is_some(),
@@ -276,6 +282,7 @@ impl VendorClient {
             let turn = Turn {
                 line,
                 kind,
+                changes,
                 doubt_before: log.in_doubt,
             };
             let sent = self.attempt(rec, &turn, row, &request, log, budget).await?;
@@ -355,7 +362,9 @@ impl VendorClient {
         budget: &mut u32,
     ) -> Result<Sent, Stopped> {
         log.note_attempt(self.secrets.scrub(&request.describe()));
-        if let CallKind::Step(step) = turn.kind {
+        if let CallKind::Step(step) = turn.kind
+            && turn.changes
+        {
             if !rec.intent(turn.line, step).await {
                 return Err(Stopped);
             }
@@ -431,7 +440,7 @@ impl VendorClient {
                     // Nothing reached the vendor: this attempt changed nothing.
                     TransportError::NeverSent(_) => log.in_doubt = turn.doubt_before,
                     TransportError::AnswerLost(_) => {
-                        if matches!(turn.kind, CallKind::Step(_)) {
+                        if turn.changes {
                             log.lost_answer = true;
                         }
                     }

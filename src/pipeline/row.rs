@@ -336,10 +336,14 @@ pub(super) async fn drive_row(
         sink: &lane.sink,
         link,
     };
-    let steps = lane.client.vendor.adapter.steps(&work.row);
+    let adapter = &lane.client.vendor.adapter;
+    let steps = adapter.steps(&work.row);
     let mut step = work.start_step;
     let mut note = String::new();
-    if work.in_doubt == Some(0) && step == 0 && lane.client.can_read() {
+    // In doubt at the first step that changes anything (a read-only step before it is made
+    // again after the read): settle by read-back before sending again.
+    let first_change = adapter.first_change(&work.row);
+    if work.in_doubt == Some(first_change) && step <= first_change && lane.client.can_read() {
         match settle_in_doubt(lane, work, log).await {
             Ok(n) => note = n,
             Err(end) => return end,
@@ -358,7 +362,8 @@ pub(super) async fn drive_row(
         log.in_doubt = false;
         match verdict.class {
             Class::Unlinked => {
-                if steps > 1 && step + 1 < steps {
+                // A read-only step is made again on a resume (it changed nothing).
+                if steps > 1 && step + 1 < steps && !adapter.reads_only(&work.row, step) {
                     let line = work.line;
                     let link = link.map(|l| Box::new(l.clone()));
                     lane.sink.send(Event::StepDone { line, step, link }).await;
@@ -435,7 +440,7 @@ async fn step_call(
                 let mut m = format!(
                     "the link no longer exists: the answer to an earlier attempt was lost ({lost}), so this run most likely removed it"
                 );
-                if client.vendor.adapter.steps(&work.row) > 1 {
+                if step + 1 < client.vendor.adapter.steps(&work.row) {
                     m.push_str("; the follow-up step was not made");
                 }
                 return Ok(Err((Outcome::Absent, m)));

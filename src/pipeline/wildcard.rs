@@ -60,7 +60,8 @@ pub(super) async fn drive(lane: &LaneCtx, work: &Work, log: &mut CallLog) -> (En
                 None => return (End::Pending, removed_now),
             }
         }
-        Some(at) if at.in_doubt == Some(0) => in_doubt_first = Some(at.key.clone()),
+        // In doubt at its first step that changes anything (the steps before it only read).
+        Some(at) if at.in_doubt.is_some() => in_doubt_first = Some(at.key.clone()),
         _ => {}
     }
 

@@ -222,9 +222,12 @@ async fn scenario(target: &str, base_url: &str) {
     let by_key: BTreeMap<&str, &Row> = rows.iter().map(|r| (r["key"].as_str(), r)).collect();
     for (uid, provider, outcome) in ROWS {
         let key = format!("{uid}/{provider}");
-        let row = by_key
-            .get(key.as_str())
-            .unwrap_or_else(|| panic!("{target}: no report row for {key}: {rows:?}"));
+        let row = by_key.get(key.as_str()).unwrap_or_else(|| {
+            panic!(
+                "{target}: no report row for {key}: {rows:?}; exit {}: {}",
+                run.code, run.stderr
+            )
+        });
         assert_eq!(row["outcome"], *outcome, "{target}: {key}: {row:?}");
     }
     for key in ["one-provider/google.com", "wild-federated-only/*"] {
