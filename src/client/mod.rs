@@ -10,6 +10,7 @@
 //! The client never writes files: it tells a [`Recorder`] (the pipeline's consumer) about intents
 //! and halts, and waits for an intent to be journaled before it sends.
 
+pub(crate) mod budget;
 pub(crate) mod limit;
 pub(crate) mod retry;
 pub(crate) mod send;
@@ -144,6 +145,8 @@ struct Turn {
     /// Whether the row was in doubt before this attempt (restored when the vendor cannot have
     /// acted on it).
     doubt_before: bool,
+    /// The send's ticket from the limiter, for the budget its answer announces.
+    ticket: u64,
 }
 
 /// One attempt's result: the verdict or the transport failure, and for an unexpected answer the
@@ -185,12 +188,15 @@ impl VendorClient {
         secrets: Arc<Secrets>,
         stop: Stop,
     ) -> VendorClient {
-        let limiter = Arc::new(Limiter::new(
-            vendor.rate,
-            vendor.burst,
-            vendor.concurrency,
-            retry.max_delay,
-        ));
+        let limiter = Arc::new(
+            Limiter::new(
+                vendor.rate,
+                vendor.burst,
+                vendor.concurrency,
+                retry.max_delay,
+            )
+            .with_budget(vendor.reserve, retry.max_rate_limit_wait),
+        );
         VendorClient {
             vendor,
             limiter,
@@ -244,7 +250,7 @@ impl VendorClient {
             if self.stop.is_set() {
                 return Err(Stopped);
             }
-            let Some(permit) = self.limiter.acquire(&self.stop).await else {
+            let Some((permit, ticket)) = self.limiter.acquire(&self.stop).await else {
                 return Err(Stopped);
             };
             // The token is read only now that the call may go: a call that waited for its slot
@@ -273,6 +279,7 @@ impl VendorClient {
                 line,
                 kind,
                 doubt_before: log.in_doubt,
+                ticket,
             };
             let sent = self.attempt(rec, &turn, row, &request, log, budget).await?;
             let attempt = match &sent.result {
@@ -365,6 +372,7 @@ impl VendorClient {
         let adapter = &self.vendor.adapter;
         let sent = match self.transport.send(request).await {
             Ok(Received::Answer(answer)) => {
+                self.limiter.observe(turn.ticket, &answer.headers);
                 log.http_status = Some(answer.status);
                 let v = match turn.kind {
                     CallKind::Step(s) => adapter.classify(row, s, &answer),
@@ -384,6 +392,7 @@ impl VendorClient {
                 }
             }
             Ok(Received::TooLarge(head)) => {
+                self.limiter.observe(turn.ticket, &head.headers);
                 log.http_status = Some(head.status);
                 let what = "the body is longer than 1 MiB";
                 Sent {

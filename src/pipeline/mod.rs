@@ -298,6 +298,7 @@ fn lanes(settings: &Settings, opts: &RunOptions, stop: &Stop) -> Vec<Arc<row::La
                 rate: v.rate,
                 burst: v.burst,
                 concurrency: v.concurrency,
+                reserve: v.reserve,
             };
             let client = VendorClient::new(
                 vendor,
