@@ -2,7 +2,8 @@
 //! consumer that records everything.
 //!
 //! [`run`] only wires the stages and joins them: [`start`] opens what the run writes, [`reader`]
-//! streams the input on a thread of its own, [`row`] runs each vendor's lane of row tasks (every
+//! streams the input on a thread of its own (a vendor that falls behind while another needs rows
+//! gets a [`backlog`], so no vendor holds up another), [`row`] runs each vendor's lane of row tasks (every
 //! call through that vendor's [`VendorClient`](crate::client::VendorClient)), [`consumer`] owns
 //! the report, the journal, the counters and the progress display, and [`finish`] turns what was
 //! tallied into the summary.
@@ -11,6 +12,7 @@
 //! flag is set and no call is sent that could not be recorded: every state-changing call waits
 //! for its intent to be journaled by the consumer.
 
+mod backlog;
 mod consumer;
 mod finish;
 mod reader;
