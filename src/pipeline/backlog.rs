@@ -1,6 +1,7 @@
 //! Lane independence: a vendor whose queue is full never holds up the reading for the others.
 //!
-//! The reader hands each row to its vendor's lane through a bounded queue ([`LANE_QUEUE`] rows).
+//! The reader hands each row to its vendor's lane through a bounded queue
+//! ([`LANE_QUEUE`](super::LANE_QUEUE) rows).
 //! A queue fills when its vendor is slower than the reader: paused by a rate limit, slow to
 //! answer, or simply given a lower rate. Waiting for room is right while every vendor is busy
 //! (it keeps memory bounded); it is wrong when another vendor is running out of rows meanwhile.
@@ -36,7 +37,6 @@ use crate::input;
 use crate::job::Settings;
 use crate::stop::Stop;
 
-use super::LANE_QUEUE;
 use super::consumer::Event;
 use super::reader::{Work, classify_record, work_for};
 
@@ -117,10 +117,10 @@ impl Dispatch {
     /// Whether a lane other than `full` has rows coming but fewer than half a queue of them.
     fn others_starving(&self, full: usize) -> bool {
         (0..self.lanes.len()).filter(|&j| j != full).any(|j| {
-            let queued = LANE_QUEUE - self.lanes[j].capacity();
-            let low = queued < LANE_QUEUE / 2;
+            let queued = self.lanes[j].max_capacity() - self.lanes[j].capacity();
+            let low = queued < self.lanes[j].max_capacity() / 2;
             match &self.backlogs[j] {
-                Some(b) => low && b.unread() < (LANE_QUEUE / 2) as u64,
+                Some(b) => low && b.unread() < (self.lanes[j].max_capacity() / 2) as u64,
                 None => low && self.sent[j] > 0,
             }
         })

@@ -44,6 +44,20 @@ pub use runs::RunsEnd;
 /// Rows buffered per vendor lane between the reader and the lane.
 const LANE_QUEUE: usize = 4096;
 
+/// [`LANE_QUEUE`]; in debug builds `UNLINKER_TEST_LANE_QUEUE=N` makes it smaller, so a test
+/// can fill a queue with a few hundred rows (the test of lane backlogs).
+fn lane_queue() -> usize {
+    #[cfg(debug_assertions)]
+    if let Some(n) = std::env::var("UNLINKER_TEST_LANE_QUEUE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n >= 2)
+    {
+        return n;
+    }
+    LANE_QUEUE
+}
+
 /// Per-run switches from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -328,7 +342,7 @@ fn spawn_lanes(
     let mut txs = Vec::new();
     let mut tasks = JoinSet::new();
     for lane in lanes {
-        let (tx, rx) = mpsc::channel(LANE_QUEUE);
+        let (tx, rx) = mpsc::channel(lane_queue());
         txs.push(tx);
         tasks.spawn(row::lane_loop(lane.clone(), sink.clone(), rx));
     }
