@@ -782,7 +782,7 @@ Cookie = "session=sim-session"
         return took, ns
 
     def independence(self):
-        fa_rows, ns_rows = (5_000, 1_250) if self.quick else (20_000, 5_000)
+        fa_rows, ns_rows = (10_000, 5_000) if self.quick else (20_000, 5_000)
         mixed = self.mixed_input(fa_rows, ns_rows)
         alone = self.mixed_input(fa_rows, 0)
         runs = []

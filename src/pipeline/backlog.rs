@@ -88,6 +88,10 @@ impl Dispatch {
         if let Some(backlog) = &self.backlogs[lane] {
             return backlog.push(work.line, &self.ctx);
         }
+        if self.lanes.len() == 1 {
+            // One vendor: nobody to hold up, waiting for room is all there is.
+            return self.lanes[0].blocking_send(work).map_err(|_| Stopped);
+        }
         let waiting = std::time::Instant::now();
         loop {
             match self.lanes[lane].try_send(work) {
