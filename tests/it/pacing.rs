@@ -227,6 +227,16 @@ fn a_paused_vendor_with_a_deep_backlog_never_starves_another() {
 /// row, and every link exactly one call.
 #[test]
 fn backlogged_rows_are_each_sent_and_reported_once() {
+    backlogged_rows(None);
+}
+
+/// The same, stopped by `--limit` with rows in the backlog, then resumed to the end.
+#[test]
+fn backlogged_rows_resume_after_limit() {
+    backlogged_rows(Some(300));
+}
+
+fn backlogged_rows(limit: Option<u64>) {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(&["--all-linked"]);
     let mut input = String::new();
@@ -248,13 +258,26 @@ fn backlogged_rows_are_each_sent_and_reported_once() {
         sim.url
     );
     let job = job(dir.path(), "in.jsonl", &vendors);
-    let out = unlinker(
-        &["run", job.to_str().unwrap(), "--no-progress", "-v"],
-        &[("UNLINKER_TEST_LANE_QUEUE", "32")],
-    );
+    let env = [("UNLINKER_TEST_LANE_QUEUE", "32")];
+    let job_arg = job.to_str().unwrap();
+    let mut stderr = String::new();
+    if let Some(limit) = limit {
+        let limit = limit.to_string();
+        let out = unlinker(
+            &["run", job_arg, "--no-progress", "-v", "--limit", &limit],
+            &env,
+        );
+        assert_eq!(out.code, 4, "rows remain after --limit\n{}", out.stderr);
+        let done = read_report(&dir.path().join("report.csv"));
+        let sent = done.iter().filter(|r| r["outcome"] == "unlinked").count();
+        assert_eq!(sent, 300, "--limit counts rows sent");
+        stderr.push_str(&out.stderr);
+    }
+    let out = unlinker(&["run", job_arg, "--no-progress", "-v"], &env);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    stderr.push_str(&out.stderr);
     assert!(
-        out.stderr.contains("backlog"),
+        stderr.contains("backlog"),
         "Auth0's rows never needed a backlog"
     );
     let rows = read_report(&dir.path().join("report.csv"));

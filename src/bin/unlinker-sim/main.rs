@@ -647,5 +647,12 @@ mod tests {
         let mut config = SimConfig::default();
         config.links.seed_vendor = Some("okta".into());
         assert!(Sim::new(config).is_err());
+        let mut config = SimConfig::default();
+        config.faults.background = vec!["auth0=20".parse().unwrap()];
+        let err = Sim::new(config).err().unwrap().to_string();
+        assert!(err.contains("needs a server-side limit"), "{err}");
+        config = SimConfig::default();
+        config.faults.background = vec!["okta=20".parse().unwrap()];
+        assert!(Sim::new(config).is_err());
     }
 }
