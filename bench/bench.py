@@ -33,7 +33,10 @@ TOKEN = "sim-token"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TIME = "/usr/bin/time"  # GNU time (Debian package `time`)
 
-ALL_SCENARIOS = ["rate", "recovery", "latency", "overhead", "versus", "memory", "resume", "validate"]
+ALL_SCENARIOS = ["rate", "recovery", "latency", "overhead", "versus", "memory", "resume", "validate",
+                 "shared", "reserve", "twojobs", "independence", "fair", "xargs"]
+FA_KEY = "sim-fusionauth-key"
+FA_IDP = "82339786-3dff-42a6-aac6-1f1ceecb6c46"
 
 
 def log(msg):
@@ -121,9 +124,9 @@ def http_get(url, timeout=30):
 class Sim:
     """A fresh `unlinker-sim --all-linked` on a free loopback port."""
 
-    def __init__(self, *flags):
+    def __init__(self, *flags, prefix=()):
         self.p = subprocess.Popen(
-            [SIM, "--port", "0", "--all-linked", *flags],
+            [*prefix, SIM, "--port", "0", "--all-linked", *flags],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -137,8 +140,12 @@ class Sim:
     def cpu_s(self):
         return proc_cpu_s(self.p.pid)
 
-    def counters(self):
-        return json.loads(http_get(self.url + "/_sim/counters?keys=false"))["vendors"]["auth0"]
+    def counters(self, vendor="auth0"):
+        return json.loads(http_get(self.url + "/_sim/counters?keys=false"))["vendors"][vendor]
+
+    def bucket(self, vendor="auth0"):
+        """The server-side bucket: limit, rate, background counts, `samples` [[at_ms, tokens]]."""
+        return json.loads(http_get(self.url + "/_sim/counters?keys=false"))["buckets"][vendor]
 
     def log_entries(self, vendor="auth0"):
         return [e for e in json.loads(http_get(self.url + "/_sim/log")) if e["vendor"] == vendor]
@@ -202,7 +209,7 @@ class Workdir:
             self.inputs[rows] = path
         return self.inputs[rows]
 
-    def job(self, name, url, input_path, rate, burst=None, concurrency=None, state=None):
+    def job(self, name, url, input_path, rate, burst=None, concurrency=None, state=None, extra=()):
         """A job file in a new folder; the report and checkpoint go beside it."""
         self.n += 1
         folder = state or os.path.join(self.base, f"{self.n:03d}-{name}")
@@ -223,16 +230,17 @@ class Workdir:
             lines.append(f"burst = {burst}")
         if concurrency is not None:
             lines.append(f"concurrency = {concurrency}")
+        lines.extend(extra)
         path = os.path.join(folder, "job.toml")
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
         return path
 
-    def run_unlinker(self, job, *extra):
+    def run_unlinker(self, job, *extra, prefix=()):
         folder = os.path.dirname(job)
         summary = os.path.join(folder, "summary.json")
         with open(os.path.join(folder, "stderr.log"), "w") as err:
-            r = run_measured([UNLINKER, "run", job, "--no-progress", "--summary", summary, *extra], stderr=err)
+            r = run_measured([*prefix, UNLINKER, "run", job, "--no-progress", "--summary", summary, *extra], stderr=err)
         if r["rc"] not in (0, 4):
             raise RuntimeError(f"unlinker exited {r['rc']}; see {folder}/stderr.log")
         with open(summary) as f:
@@ -385,19 +393,20 @@ class Bench:
         self.details["latency"] = runs
 
     # -- overhead vs the bare loop -------------------------------------------------------------
-    def throughput_pair(self, name, rows, others):
+    def throughput_pair(self, name, rows, others, sim_cpu=(), client_cpu=()):
         """Alternate unlinker and each of `others` (name -> command builder) on the same input,
-        each against a fresh simulator; rows/s from process wall time for every contender."""
+        each against a fresh simulator; rows/s from process wall time for every contender.
+        `sim_cpu` / `client_cpu`: command prefixes (`taskset -c N`) pinning either side."""
         inp = self.wd.input(rows)
         res = {"unlinker": []}
         for k in others:
             res[k] = []
         for i in range(self.runs):
-            with Sim() as sim:
+            with Sim(prefix=sim_cpu) as sim:
                 job = self.wd.job(name, sim.url, inp, UNLIMITED, burst=UNLIMITED, concurrency=self.conc)
                 c0 = sim.cpu_s()
-                r = self.wd.run_unlinker(job)
-                sim_cpu = sim.cpu_s() - c0
+                r = self.wd.run_unlinker(job, prefix=client_cpu)
+                sim_used = sim.cpu_s() - c0
             s = r["summary"]
             assert rows_done(s) == rows, s
             res["unlinker"].append(
@@ -407,37 +416,38 @@ class Bench:
                     "wall_s": r["wall_s"],
                     "cpu_s": r["cpu_s"],
                     "cpu_us_per_row": r["cpu_s"] / rows * 1e6,
-                    "sim_cpu_s": sim_cpu,
+                    "sim_cpu_s": sim_used,
                     "maxrss_mb": r["maxrss_mb"],
                     "cpu_busy_before": r["cpu_busy_before"],
                 }
             )
-            log(f"{name} run {i + 1}: unlinker {rows / r['wall_s']:,.0f} rows/s (cpu {r['cpu_s']:.1f} s, sim cpu {sim_cpu:.1f} s)")
+            log(f"{name} run {i + 1}: unlinker {rows / r['wall_s']:,.0f} rows/s (cpu {r['cpu_s']:.1f} s, sim cpu {sim_used:.1f} s)")
             for k, build in others.items():
-                with Sim() as sim:
+                with Sim(prefix=sim_cpu) as sim:
                     out = os.path.join(self.wd.base, f"{k}-out.csv")
                     c0 = sim.cpu_s()
                     with open(out + ".stdout", "w") as so:
-                        o = run_measured(build(sim.url, inp, out), stdout=so)
-                    sim_cpu = sim.cpu_s() - c0
+                        o = run_measured([*client_cpu, *build(sim.url, inp, out)], stdout=so)
+                    sim_used = sim.cpu_s() - c0
                     got = sim.counters()
                 with open(out + ".stdout") as so:
-                    own = json.loads(so.read().strip().splitlines()[-1])
+                    lines = so.read().strip().splitlines()
+                own = json.loads(lines[-1]) if lines else {"rows_per_s": float("nan")}
                 if o["rc"] != 0 or got["removed"] != rows:
                     raise RuntimeError(f"{k} failed: rc {o['rc']}, removed {got['removed']} of {rows}")
                 res[k].append(
                     {
                         "rows_per_s": rows / o["wall_s"],
-                        "self_reported_rows_per_s": own["rows_per_s"],
+                        "self_reported_rows_per_s": own.get("rows_per_s", float("nan")),
                         "wall_s": o["wall_s"],
                         "cpu_s": o["cpu_s"],
                         "cpu_us_per_row": o["cpu_s"] / rows * 1e6,
-                        "sim_cpu_s": sim_cpu,
+                        "sim_cpu_s": sim_used,
                         "maxrss_mb": o["maxrss_mb"],
                         "cpu_busy_before": o["cpu_busy_before"],
                     }
                 )
-                log(f"{name} run {i + 1}: {k} {rows / o['wall_s']:,.0f} rows/s (cpu {o['cpu_s']:.1f} s, sim cpu {sim_cpu:.1f} s)")
+                log(f"{name} run {i + 1}: {k} {rows / o['wall_s']:,.0f} rows/s (cpu {o['cpu_s']:.1f} s, sim cpu {sim_used:.1f} s)")
         return res
 
     def overhead(self):
@@ -591,6 +601,273 @@ class Bench:
         m = median([x["wall_s"] for x in runs])
         self.row("validate: 1M-row CSV", "≤ 3 s", f"{m:.2f} s", len(runs), m <= 3.0)
         self.details["validate"] = runs
+
+    # -- header-synced pacing on a shared bucket -----------------------------------------------
+    def shared_runs(self, name, reserve):
+        """Server bucket 50/s burst 50 with 20/s of background traffic; the job asks `rate = 50`."""
+        server, background = 50, 20
+        secs = 10 if self.quick else 30
+        rows = (server - background) * secs
+        inp = self.wd.input(rows)
+        extra = [f"reserve = {reserve}"] if reserve else []
+        runs = []
+        for i in range(self.runs):
+            with Sim("--rate-limit", f"auth0={server}/{server}", "--background", f"auth0={background}") as sim:
+                job = self.wd.job(name, sim.url, inp, server, extra=extra)
+                offset = sim.clock_offset()
+                r = self.wd.run_unlinker(job)
+                bucket = sim.bucket()
+            s = r["summary"]
+            v = s["vendors"]["auth0"]
+            # The bucket while the job ran, from 2 s after it started.
+            t0 = (r["start_wall"] - offset) * 1000.0
+            t1 = t0 + r["wall_s"] * 1000.0
+            during = [tok for at, tok in bucket["samples"] if t0 + 2000 <= at <= t1]
+            runs.append(
+                {
+                    "rows_per_s": rows_done(s) / s["elapsed"],
+                    "requests": v["requests"],
+                    "rate_limited": v["rate_limited"],
+                    "rate_limited_share": v["rate_limited"] / max(1, v["requests"]),
+                    "background_refused": bucket["background_refused"],
+                    "background_taken": bucket["background_taken"],
+                    "bucket_min_after_2s": min(during) if during else float("nan"),
+                    "elapsed_s": s["elapsed"],
+                    "cpu_busy_before": r["cpu_busy_before"],
+                }
+            )
+            x = runs[-1]
+            log(f"{name} run {i + 1}: {x['rows_per_s']:.2f} rows/s, 429s {x['rate_limited']}, background refused "
+                f"{x['background_refused']}, bucket min after 2 s {x['bucket_min_after_2s']:.1f}")
+        return runs, server - background, rows
+
+    def shared(self):
+        runs, left, rows = self.shared_runs("shared", 0)
+        rps = median([x["rows_per_s"] for x in runs])
+        share = median([x["rate_limited_share"] for x in runs])
+        self.row(
+            f"shared bucket: server 50/s burst 50 with 20/s background; job `rate = 50`, {rows} rows",
+            f"rate-limit answers ≤ 1% of the job's requests; ≥ 90% of the {left}/s left",
+            f"{rps:.2f} rows/s = {rps / left:.1%} of {left}/s; rate-limit answers {share:.2%} of requests; "
+            f"background refused {median([x['background_refused'] for x in runs]):.0f}",
+            len(runs),
+            share <= 0.01 and rps >= 0.9 * left,
+        )
+        self.details["shared"] = runs
+
+    def reserve(self):
+        runs, left, rows = self.shared_runs("reserve", 0.3)
+        low = min(x["bucket_min_after_2s"] for x in runs)
+        rps = median([x["rows_per_s"] for x in runs])
+        self.row(
+            f"reserve: as above with `reserve = 0.3`, {rows} rows",
+            "the bucket's remaining never below 0.25 × limit (12.5) after the first 2 s",
+            f"lowest {low:.1f} of 50 (min over runs, 100 ms samples); job {rps:.2f} rows/s; "
+            f"{median([x['rate_limited'] for x in runs]):.0f} rate-limit answers",
+            len(runs),
+            low >= 12.5,
+        )
+        self.details["reserve"] = runs
+
+    def twojobs(self):
+        """Two jobs at once, each `rate = 50`, on one 50/s bucket and no background."""
+        server = 50
+        secs = 10 if self.quick else 30
+        rows = server * secs // 2
+        inp = self.wd.input(rows)
+        runs = []
+        for i in range(self.runs):
+            with Sim("--rate-limit", f"auth0={server}/{server}") as sim:
+                jobs = [self.wd.job(f"twojobs-{k}", sim.url, inp, server) for k in "ab"]
+                wait_quiet()
+                t0 = time.monotonic()
+                procs = []
+                for job in jobs:
+                    folder = os.path.dirname(job)
+                    cmd = [UNLINKER, "run", job, "--no-progress", "--summary", os.path.join(folder, "summary.json")]
+                    procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                for p in procs:
+                    p.wait()
+                wall = time.monotonic() - t0
+            sums = []
+            for job in jobs:
+                with open(os.path.join(os.path.dirname(job), "summary.json")) as f:
+                    sums.append(json.load(f))
+            done = sum(rows_done(x) for x in sums)
+            requests = sum(x["vendors"]["auth0"]["requests"] for x in sums)
+            limited = sum(x["vendors"]["auth0"]["rate_limited"] for x in sums)
+            runs.append({"rows_per_s": done / wall, "requests": requests, "rate_limited": limited,
+                         "rate_limited_share": limited / max(1, requests), "wall_s": wall,
+                         "per_job_rows_per_s": [rows_done(x) / x["elapsed"] for x in sums]})
+            log(f"twojobs run {i + 1}: together {done / wall:.2f} rows/s, 429s {limited} of {requests}")
+        rps = median([x["rows_per_s"] for x in runs])
+        share = median([x["rate_limited_share"] for x in runs])
+        self.row(
+            f"two jobs on one bucket (50/s, no background), each `rate = 50`, {rows} rows each",
+            "together ≥ 90% of 50/s; rate-limit answers ≤ 1%",
+            f"together {rps:.2f} rows/s = {rps / server:.1%}; rate-limit answers {share:.2%} of requests",
+            len(runs),
+            rps >= 0.9 * server and share <= 0.01,
+        )
+        self.details["twojobs"] = runs
+
+    # -- vendor independence -------------------------------------------------------------------
+    def mixed_input(self, fa_rows, ns_rows):
+        path = os.path.join(self.wd.base, f"mixed-{fa_rows}-{ns_rows}.jsonl")
+        every = max(1, fa_rows // max(1, ns_rows)) if ns_rows else 0
+        with open(path, "w") as f:
+            n = 0
+            for i in range(fa_rows):
+                f.write(json.dumps({"vendor": "fusionauth", "user_id": f"6f0a9b4e-2c1d-4e8f-9a3b-{i:012x}",
+                                    "identity_provider_id": FA_IDP, "identity_provider_user_id": f"p{i}"}) + "\n")
+                if every and i % every == every - 1 and n < ns_rows:
+                    f.write(json.dumps({"vendor": "newspark", "vhost": 12, "uid": 5_000_000 + n,
+                                        "external_id_provider_name": "facebook"}) + "\n")
+                    n += 1
+        return path
+
+    def mixed_job(self, name, url, inp):
+        self.wd.n += 1
+        folder = os.path.join(self.wd.base, f"{self.wd.n:03d}-{name}")
+        os.makedirs(folder)
+        path = os.path.join(folder, "job.toml")
+        with open(path, "w") as f:
+            f.write(f"""name = "bench-{name}"
+[input]
+path = "{inp}"
+[output]
+report = "report.csv"
+[vendors.fusionauth]
+type = "fusionauth"
+base_url = "{url}"
+api_key = "{FA_KEY}"
+rate = {UNLIMITED}
+burst = {UNLIMITED}
+concurrency = {self.conc}
+[vendors.newspark]
+type = "newspark"
+base_url = "{url}"
+rate = 100
+concurrency = 4
+[vendors.newspark.headers]
+Cookie = "session=sim-session"
+""")
+        return path
+
+    def time_fa_rows(self, name, inp, fa_rows):
+        """Seconds from the start of the run until the simulator has removed every FusionAuth
+        link (polled every 20 ms); then the run is stopped (SIGINT) if it is still going."""
+        with Sim("--rate-limit", "newspark=0.5/1", "--retry-after") as sim:
+            job = self.mixed_job(name, sim.url, inp)
+            wait_quiet()
+            t0 = time.monotonic()
+            p = subprocess.Popen([UNLINKER, "run", job, "--no-progress"], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+            took = float("nan")
+            while time.monotonic() - t0 < 600:
+                if sim.counters("fusionauth")["removed"] >= fa_rows:
+                    took = time.monotonic() - t0
+                    break
+                if p.poll() is not None:
+                    break
+                time.sleep(0.02)
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            ns = sim.counters("newspark")
+        return took, ns
+
+    def independence(self):
+        fa_rows, ns_rows = (10_000, 5_000) if self.quick else (20_000, 5_000)
+        mixed = self.mixed_input(fa_rows, ns_rows)
+        alone = self.mixed_input(fa_rows, 0)
+        runs = []
+        for i in range(self.runs):
+            t_alone, _ = self.time_fa_rows("alone", alone, fa_rows)
+            t_mixed, ns = self.time_fa_rows("mixed", mixed, fa_rows)
+            runs.append({"fa_alone_s": t_alone, "fa_mixed_s": t_mixed, "ratio": t_mixed / t_alone,
+                         "newspark_rate_limited": ns["rate_limited"], "newspark_calls": ns["unlink_calls"]})
+            log(f"independence run {i + 1}: FusionAuth rows alone {t_alone:.2f} s, beside a paused Newspark "
+                f"{t_mixed:.2f} s ({t_mixed / t_alone:.2f}×); Newspark 429s {ns['rate_limited']}")
+        ratio = median([x["ratio"] for x in runs])
+        self.row(
+            f"vendor independence: {fa_rows:,} FusionAuth rows interleaved with {ns_rows:,} Newspark rows, "
+            "Newspark paused by 429s (server 0.5/s, `Retry-After`)",
+            "FusionAuth rows finish in ≤ 1.2× the time they take alone",
+            f"{ratio:.2f}× ({median([x['fa_mixed_s'] for x in runs]):.2f} s vs "
+            f"{median([x['fa_alone_s'] for x in runs]):.2f} s alone)",
+            len(runs),
+            ratio <= 1.2,
+        )
+        self.details["independence"] = runs
+
+    # -- fair overhead: each side on its own core ----------------------------------------------
+    def fair(self):
+        if (os.cpu_count() or 1) < 2 or not shutil.which("taskset"):
+            log("fair: needs 2 cores and taskset; skipped")
+            return
+        rows = 20_000 if self.quick else 50_000
+        conc = self.conc
+        res = self.throughput_pair(
+            "fair",
+            rows,
+            {
+                "bare_loop": lambda url, inp, out: [BARE, url, inp, str(conc)],
+                "python_aiohttp": lambda url, inp, out: [
+                    sys.executable, BASELINE, url, inp, out, "--concurrency", str(conc)
+                ],
+            },
+            sim_cpu=("taskset", "-c", "0"),
+            client_cpu=("taskset", "-c", "1"),
+        )
+        med = {k: median([x["rows_per_s"] for x in v]) for k, v in res.items()}
+        cpu = {k: median([x["cpu_us_per_row"] for x in v]) for k, v in res.items()}
+        u, b, p = med["unlinker"], med["bare_loop"], med["python_aiohttp"]
+        self.row(
+            f"fair overhead: simulator on core 0, client on core 1 (`taskset`), {rows:,} rows, concurrency {conc}",
+            "unlinker ≥ 0.6× the bare loop and ≥ 5× Python in rows/s",
+            f"{u / b:.2f}× the bare loop, {u / p:.2f}× Python ({u:,.0f} / {b:,.0f} / {p:,.0f} rows/s); client CPU "
+            f"{cpu['unlinker']:.1f} / {cpu['bare_loop']:.1f} / {cpu['python_aiohttp']:.1f} µs/row",
+            len(res["unlinker"]),
+            u / b >= 0.6 and u / p >= 5,
+        )
+        self.details["fair"] = res
+
+    # -- what users write today ----------------------------------------------------------------
+    def xargs(self):
+        if not shutil.which("curl"):
+            log("xargs: needs curl; skipped")
+            return
+        rows = 2_000 if self.quick else 5_000
+        conc = 64
+        inp = self.wd.input(rows)
+
+        def build(url, inp, out):
+            urls = out + ".urls"
+            with open(inp) as f, open(urls, "w") as u:
+                next(f)
+                for line in f:
+                    user, provider, ident = line.strip().split(",")
+                    u.write(f"{url}/api/v2/users/{user.replace('|', '%7C')}/identities/{provider}/{ident}\n")
+            script = (f"xargs -P {conc} -n 1 curl -s -o /dev/null -X DELETE "
+                      f"-H 'Authorization: Bearer {TOKEN}' < '{urls}' && echo '{{}}'")
+            return ["bash", "-c", script]
+
+        res = self.throughput_pair("xargs", rows, {"xargs_curl": build})
+        u = median([x["rows_per_s"] for x in res["unlinker"]])
+        x = median([x["rows_per_s"] for x in res["xargs_curl"]])
+        self.row(
+            f"what users write today: `xargs -P {conc} curl` over the same {rows:,} rows",
+            "unlinker's rows/s as a multiple of it",
+            f"{u / x:.1f}× ({u:,.0f} vs {x:,.0f} rows/s)",
+            len(res["unlinker"]),
+            u > x,
+        )
+        self.details["xargs"] = res
 
 
 # ---------------------------------------------------------------------------------------------

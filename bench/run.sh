@@ -4,10 +4,12 @@
 #   bash bench/run.sh            # full: 3 runs per figure (about 15-20 min on 2 cores)
 #   bash bench/run.sh --quick    # smoke test: 1 run per figure, shorter scenarios (about 4 min)
 #   bash bench/run.sh --runs 5 --only rate,overhead   # any of: rate recovery latency overhead
-#                                                     # versus memory resume validate
+#                                                     # versus memory resume validate shared
+#                                                     # reserve twojobs independence fair xargs
 #
 # Builds the release binaries and examples/bare_loop.rs, installs what it needs when missing
-# (GNU time from apt, aiohttp from PyPI), then runs bench/bench.py, which starts a fresh
+# (GNU time from apt, aiohttp from PyPI; `fair` needs taskset and `xargs` curl, each skipped
+# when absent), then runs bench/bench.py, which starts a fresh
 # `unlinker-sim` on a free port of 127.0.0.1 for every run, drives `target/release/unlinker` (and
 # the baselines) against it, prints a Markdown table and writes it with every run's figures to
 # bench/results.md (or --out FILE). Nothing is sent anywhere but 127.0.0.1. Inputs (up to 1M rows,

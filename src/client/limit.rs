@@ -5,6 +5,12 @@
 //! pauses the whole vendor until the time it names and halves the vendor's effective rate; each
 //! success gives a little of it back, so a job that was configured too fast settles just under the
 //! vendor's real limit instead of bouncing off it.
+//!
+//! Where the vendor announces its budget on its answers, [`Limiter::observe`] hands it to
+//! [`Pace`](super::budget::Pace), which spaces sends so the budget (less the job's `reserve`) is
+//! never spent before the vendor's reset: the first 429 need never come. Each send's slot is the
+//! latest of the token bucket, the adaptive spacing and that schedule, so headers only ever slow
+//! a vendor down, never past its configured `rate`.
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -15,6 +21,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::budget::{self, Pace};
 use crate::stop::Stop;
 
 /// The effective rate never drops below this share of the configured rate.
@@ -44,10 +51,15 @@ struct Adaptive {
     next_slot: Instant,
     /// Rate-limit answers since the last success (drives the default pause).
     streak: u32,
+    /// Sends handed out so far: each send's ticket is its number in this order.
+    tickets: u64,
+    /// The schedule the vendor's budget headers allow.
+    pace: Pace,
 }
 
 pub struct Limiter {
     rate: f64,
+    concurrency: usize,
     max_pause: Duration,
     slots: std::sync::Arc<Semaphore>,
     bucket: DefaultDirectRateLimiter,
@@ -64,6 +76,7 @@ impl Limiter {
             .allow_burst(NonZeroU32::new(burst.max(1)).expect("max(1) is non-zero"));
         Limiter {
             rate,
+            concurrency: concurrency.max(1) as usize,
             max_pause,
             slots: std::sync::Arc::new(Semaphore::new(concurrency.max(1) as usize)),
             bucket: RateLimiter::direct(quota),
@@ -72,14 +85,24 @@ impl Limiter {
                 factor: 1.0,
                 next_slot: Instant::now(),
                 streak: 0,
+                tickets: 0,
+                pace: Pace::new(0.0, MAX_PAUSE),
             }),
             counters: VendorCounters::default(),
         }
     }
 
+    /// Follow the vendor's budget headers, leaving `reserve` of its limit to others, and
+    /// waiting at most `max_window` for an announced reset.
+    pub fn with_budget(self, reserve: f64, max_window: Duration) -> Limiter {
+        self.adaptive.lock().expect("limiter lock").pace = Pace::new(reserve, max_window);
+        self
+    }
+
     /// Wait until a call may be sent. Holds a concurrency slot until the returned permit is
-    /// dropped. `None` when the run is stopping.
-    pub async fn acquire(&self, stop: &Stop) -> Option<OwnedSemaphorePermit> {
+    /// dropped; with it comes the send's ticket, for [`Limiter::observe`]. `None` when the run
+    /// is stopping.
+    pub async fn acquire(&self, stop: &Stop) -> Option<(OwnedSemaphorePermit, u64)> {
         let permit = tokio::select! {
             p = self.slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             _ = stop.wait() => return None,
@@ -96,7 +119,7 @@ impl Limiter {
                 _ = self.bucket.until_ready() => {}
                 _ = stop.wait() => return None,
             }
-            let slot = self.reserve_slot();
+            let (slot, ticket) = self.reserve_slot();
             if slot > Instant::now() {
                 tokio::select! {
                     _ = tokio::time::sleep_until(slot) => {}
@@ -111,7 +134,7 @@ impl Limiter {
                 return None;
             }
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
-            return Some(permit);
+            return Some((permit, ticket));
         }
     }
 
@@ -127,17 +150,35 @@ impl Limiter {
         }
     }
 
-    /// With a lowered rate, space sends at 1 / (rate × factor).
-    fn reserve_slot(&self) -> Instant {
+    /// The next send's ticket and its slot: with a lowered rate, sends are spaced at
+    /// 1 / (rate × factor); the budget headers' schedule may put it later still.
+    fn reserve_slot(&self) -> (Instant, u64) {
         let mut a = self.adaptive.lock().expect("limiter lock");
         let now = Instant::now();
+        a.tickets += 1;
+        let ticket = a.tickets;
+        let paced = a.pace.slot(ticket);
         if a.factor >= 1.0 {
             a.next_slot = now;
-            return now;
+            return (paced.max(now), ticket);
         }
         let slot = a.next_slot.max(now);
         a.next_slot = slot + Duration::from_secs_f64(1.0 / (self.rate * a.factor));
-        slot
+        (slot.max(paced), ticket)
+    }
+
+    /// An answer to send `ticket` arrived with these headers: follow the budget they announce,
+    /// if any (SPEC section 4, header-synced pacing). The caller still holds the send's permit.
+    pub fn observe(&self, ticket: u64, headers: &reqwest::header::HeaderMap) {
+        let Some(budget) = budget::parse(headers, std::time::SystemTime::now()) else {
+            return;
+        };
+        let in_flight = self.concurrency - self.slots.available_permits().min(self.concurrency);
+        let mut a = self.adaptive.lock().expect("limiter lock");
+        // Other calls in flight, less those sent after this one (charged by their tickets).
+        let others = (in_flight as u64).saturating_sub(1);
+        let older = others.saturating_sub(a.tickets.saturating_sub(ticket));
+        a.pace.observe(ticket, &budget, older);
     }
 
     /// Record a rate-limit answer: pause the vendor for `wait` (or a growing default pause), lower
@@ -248,6 +289,86 @@ mod tests {
             // A later answer naming an even longer wait extends the pause, to the cap.
             assert_eq!(l.on_rate_limit(Some(Duration::MAX)), MAX_PAUSE, "{wait:?}");
         }
+    }
+
+    fn budget(limit: u32, remaining: u32, reset_s: u32) -> reqwest::header::HeaderMap {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("ratelimit-limit", limit.into());
+        h.insert("ratelimit-remaining", remaining.into());
+        h.insert("ratelimit-reset", reset_s.into());
+        h
+    }
+
+    /// Sends `n` calls one after another, each answered with `answer(i)`; the time it took.
+    async fn drive(
+        l: &Limiter,
+        n: u32,
+        answer: impl Fn(u32) -> reqwest::header::HeaderMap,
+    ) -> Duration {
+        let stop = Stop::new();
+        let start = Instant::now();
+        for i in 0..n {
+            let (permit, ticket) = l.acquire(&stop).await.unwrap();
+            l.observe(ticket, &answer(i));
+            drop(permit);
+        }
+        start.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_headers_slow_the_pace_never_raise_it() {
+        // 10 left in a 2 s window: the next 10 sends take about 2 s instead of 0.1 s.
+        let l = Limiter::new(100.0, 100, 4, Duration::from_secs(5)).with_budget(0.0, MAX_PAUSE);
+        let first = drive(&l, 1, |_| budget(100, 10, 2)).await;
+        assert!(first < Duration::from_millis(10));
+        let took = drive(&l, 10, |_| reqwest::header::HeaderMap::new()).await;
+        assert!(took >= Duration::from_millis(1900), "{took:?}");
+        // Without budget fields nothing changes.
+        let l = Limiter::new(1e6, 1000, 4, Duration::from_secs(5)).with_budget(0.3, MAX_PAUSE);
+        let took = drive(&l, 50, |_| reqwest::header::HeaderMap::new()).await;
+        assert_eq!(took, Duration::ZERO);
+    }
+
+    /// The token bucket keeps real time (governor's clock), so this one runs unpaused.
+    #[tokio::test]
+    async fn a_generous_budget_never_lifts_the_pace_above_rate() {
+        let l = Limiter::new(200.0, 1, 4, Duration::from_secs(5)).with_budget(0.0, MAX_PAUSE);
+        let start = std::time::Instant::now();
+        drive(&l, 41, |_| budget(100_000, 100_000, 60)).await;
+        assert!(
+            start.elapsed() >= Duration::from_millis(195),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_with_reserve_keeps_the_vendor_above_it() {
+        // A simulated vendor: a window of 30 per 3 s that renews, shared with nobody; reserve
+        // 0.3 leaves 9 of each window unspent, whatever the job's own rate.
+        let l = Limiter::new(1000.0, 1000, 1, Duration::from_secs(5)).with_budget(0.3, MAX_PAUSE);
+        let stop = Stop::new();
+        let start = Instant::now();
+        let (mut window, mut used, mut lowest) = (0u128, 0u32, 30u32);
+        for _ in 0..100 {
+            let (permit, ticket) = l.acquire(&stop).await.unwrap();
+            let w = start.elapsed().as_millis() / 3000;
+            if w != window {
+                (window, used) = (w, 0);
+            }
+            used += 1;
+            assert!(used <= 30, "sent past the vendor's limit");
+            lowest = lowest.min(30 - used);
+            let reset_ms = 3000 - (start.elapsed().as_millis() % 3000) as u64;
+            let mut h = budget(30, 30 - used, 0);
+            h.insert(
+                "ratelimit-reset",
+                format!("{}", reset_ms as f64 / 1000.0).parse().unwrap(),
+            );
+            l.observe(ticket, &h);
+            drop(permit);
+        }
+        assert!(lowest >= 8, "the reserve was spent: {lowest} left");
     }
 
     #[tokio::test]

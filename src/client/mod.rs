@@ -10,6 +10,7 @@
 //! The client never writes files: it tells a [`Recorder`] (the pipeline's consumer) about intents
 //! and halts, and waits for an intent to be journaled before it sends.
 
+pub(crate) mod budget;
 pub(crate) mod limit;
 pub(crate) mod retry;
 pub(crate) mod send;
@@ -148,6 +149,8 @@ struct Turn {
     /// Whether the row was in doubt before this attempt (restored when the vendor cannot have
     /// acted on it).
     doubt_before: bool,
+    /// The send's ticket from the limiter, for the budget its answer announces.
+    ticket: u64,
 }
 
 /// One attempt's result: the verdict or the transport failure, and for an unexpected answer the
@@ -189,12 +192,15 @@ impl VendorClient {
         secrets: Arc<Secrets>,
         stop: Stop,
     ) -> VendorClient {
-        let limiter = Arc::new(Limiter::new(
-            vendor.rate,
-            vendor.burst,
-            vendor.concurrency,
-            retry.max_delay,
-        ));
+        let limiter = Arc::new(
+            Limiter::new(
+                vendor.rate,
+                vendor.burst,
+                vendor.concurrency,
+                retry.max_delay,
+            )
+            .with_budget(vendor.reserve, retry.max_rate_limit_wait),
+        );
         VendorClient {
             vendor,
             limiter,
@@ -252,7 +258,7 @@ impl VendorClient {
             if self.stop.is_set() {
                 return Err(Stopped);
             }
-            let Some(permit) = self.limiter.acquire(&self.stop).await else {
+            let Some((permit, ticket)) = self.limiter.acquire(&self.stop).await else {
                 return Err(Stopped);
             };
             // The token is read only now that the call may go: a call that waited for its slot
@@ -284,6 +290,7 @@ impl VendorClient {
                 kind,
                 changes,
                 doubt_before: log.in_doubt,
+                ticket,
             };
             let sent = self.attempt(rec, &turn, row, &request, log, budget).await?;
             let attempt = match &sent.result {
@@ -378,6 +385,7 @@ impl VendorClient {
         let adapter = &self.vendor.adapter;
         let sent = match self.transport.send(request).await {
             Ok(Received::Answer(answer)) => {
+                self.limiter.observe(turn.ticket, &answer.headers);
                 log.http_status = Some(answer.status);
                 let v = match turn.kind {
                     CallKind::Step(s) => adapter.classify(row, s, &answer),
@@ -398,6 +406,7 @@ impl VendorClient {
                 }
             }
             Ok(Received::TooLarge(head)) => {
+                self.limiter.observe(turn.ticket, &head.headers);
                 log.http_status = Some(head.status);
                 let what = "the body is longer than 1 MiB";
                 Sent {

@@ -108,6 +108,7 @@ fn client(reads: bool, script: Vec<Result<Received, TransportError>>) -> VendorC
         rate: 1000.0,
         burst: 1000,
         concurrency: 4,
+        reserve: 0.0,
     };
     let retry = RetrySettings {
         max_attempts: 3,

@@ -43,6 +43,10 @@ pub(super) fn vendors() -> i32 {
             format!("default {}", p.concurrency),
             "requests in flight"
         ));
+        out.push_str(&format!(
+            "    {:<28} {:<26} {}\n",
+            "reserve", "default 0", "share of the vendor's announced limit left to others"
+        ));
         for c in doc.config {
             let default = if c.default.is_empty() {
                 String::new()

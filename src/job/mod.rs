@@ -111,6 +111,8 @@ pub struct VendorSettings {
     pub rate: f64,
     pub burst: u32,
     pub concurrency: u32,
+    /// Share of the vendor's announced limit left to other clients (SPEC section 4), in [0, 1).
+    pub reserve: f64,
 }
 
 impl std::fmt::Debug for VendorSettings {
@@ -123,6 +125,7 @@ impl std::fmt::Debug for VendorSettings {
             .field("rate", &self.rate)
             .field("burst", &self.burst)
             .field("concurrency", &self.concurrency)
+            .field("reserve", &self.reserve)
             .finish()
     }
 }

@@ -414,6 +414,7 @@ fn resolve_vendor(
     let rate = v.number("rate", RATE_RANGE)?;
     let burst = v.whole("burst", BURST_RANGE)?;
     let concurrency = v.whole("concurrency", CONCURRENCY_RANGE)?;
+    let reserve = resolve_reserve(&mut v)?;
     let base_url = match v.string("base_url")? {
         None => None,
         Some(s) => Some(check_base_url(&s).map_err(|m| v.err("base_url", m))?),
@@ -457,11 +458,32 @@ fn resolve_vendor(
         rate,
         burst,
         concurrency,
+        reserve,
     })
 }
 
+/// `reserve`: the share of the vendor's announced limit (its budget headers) this job leaves to
+/// other clients; 0 ≤ reserve < 1, default 0. A reserve of 1 would never send anything.
+fn resolve_reserve(v: &mut Section<'_>) -> Result<f64, JobError> {
+    let reserve = v.number("reserve", (0.0, 1.0))?.unwrap_or(0.0);
+    if reserve >= 1.0 {
+        return Err(v.err(
+            "reserve",
+            "must be at least 0 and less than 1 (a share of the vendor's limit, e.g. 0.3)",
+        ));
+    }
+    Ok(reserve)
+}
+
 /// Keys every vendor table takes, read here before the adapter sees the rest.
-const COMMON_VENDOR_KEYS: &[&str] = &["type", "base_url", "rate", "burst", "concurrency"];
+const COMMON_VENDOR_KEYS: &[&str] = &[
+    "type",
+    "base_url",
+    "rate",
+    "burst",
+    "concurrency",
+    "reserve",
+];
 
 /// An adapter's "unknown field `x`; expected one of `a`, `b`" names only the adapter's own keys:
 /// say it as every other table does, with every valid key (the common ones first).
@@ -754,6 +776,29 @@ mod tests {
     }
 
     #[test]
+    fn reserve_defaults_to_zero_and_takes_a_share() {
+        assert_eq!(resolve_text(MINIMAL).unwrap().vendors[0].reserve, 0.0);
+        for (line, want) in [
+            ("reserve = 0.3", 0.3),
+            ("reserve = \"0\"", 0.0),
+            ("reserve = 0.99", 0.99),
+        ] {
+            let text = MINIMAL.replace(
+                "token = \"${TOK}\"",
+                &format!("token = \"${{TOK}}\"\n{line}"),
+            );
+            assert_eq!(
+                resolve_text(&text).unwrap().vendors[0].reserve,
+                want,
+                "{line}"
+            );
+        }
+        let text = MINIMAL.replace("token = \"${TOK}\"", "token = \"${TOK}\"\nreserve = 1");
+        let err = resolve_text(&text).unwrap_err().to_string();
+        assert!(err.contains("less than 1"), "{err}");
+    }
+
+    #[test]
     fn numbers_out_of_range_are_refused_before_they_reach_the_limiter() {
         for (line, key) in [
             ("rate = 1e300", "vendors.a0.rate"),
@@ -766,6 +811,10 @@ mod tests {
             ("burst = 1000001", "vendors.a0.burst"),
             ("concurrency = 10001", "vendors.a0.concurrency"),
             ("concurrency = \"many\"", "vendors.a0.concurrency"),
+            ("reserve = 1", "vendors.a0.reserve"),
+            ("reserve = 1.5", "vendors.a0.reserve"),
+            ("reserve = -0.1", "vendors.a0.reserve"),
+            ("reserve = \"most\"", "vendors.a0.reserve"),
         ] {
             let text = MINIMAL.replace(
                 "token = \"${TOK}\"",

@@ -2,7 +2,8 @@
 //! consumer that records everything.
 //!
 //! [`run`] only wires the stages and joins them: [`start`] opens what the run writes, [`reader`]
-//! streams the input on a thread of its own, [`row`] runs each vendor's lane of row tasks (every
+//! streams the input on a thread of its own (a vendor that falls behind while another needs rows
+//! gets a [`backlog`], so no vendor holds up another), [`row`] runs each vendor's lane of row tasks (every
 //! call through that vendor's [`VendorClient`](crate::client::VendorClient)), [`consumer`] owns
 //! the report, the journal, the counters and the progress display, and [`finish`] turns what was
 //! tallied into the summary.
@@ -11,6 +12,7 @@
 //! flag is set and no call is sent that could not be recorded: every state-changing call waits
 //! for its intent to be journaled by the consumer.
 
+mod backlog;
 mod consumer;
 mod finish;
 mod reader;
@@ -42,6 +44,20 @@ pub use runs::RunsEnd;
 
 /// Rows buffered per vendor lane between the reader and the lane.
 const LANE_QUEUE: usize = 4096;
+
+/// [`LANE_QUEUE`]; in debug builds `UNLINKER_TEST_LANE_QUEUE=N` makes it smaller, so a test
+/// can fill a queue with a few hundred rows (the test of lane backlogs).
+fn lane_queue() -> usize {
+    #[cfg(debug_assertions)]
+    if let Some(n) = std::env::var("UNLINKER_TEST_LANE_QUEUE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n >= 2)
+    {
+        return n;
+    }
+    LANE_QUEUE
+}
 
 /// Per-run switches from the command line.
 #[derive(Debug, Clone, Default)]
@@ -299,6 +315,7 @@ fn lanes(settings: &Settings, opts: &RunOptions, stop: &Stop) -> Vec<Arc<row::La
                 rate: v.rate,
                 burst: v.burst,
                 concurrency: v.concurrency,
+                reserve: v.reserve,
             };
             let client = VendorClient::new(
                 vendor,
@@ -326,7 +343,7 @@ fn spawn_lanes(
     let mut txs = Vec::new();
     let mut tasks = JoinSet::new();
     for lane in lanes {
-        let (tx, rx) = mpsc::channel(LANE_QUEUE);
+        let (tx, rx) = mpsc::channel(lane_queue());
         txs.push(tx);
         tasks.spawn(row::lane_loop(lane.clone(), sink.clone(), rx));
     }

@@ -17,6 +17,7 @@ use crate::job::Settings;
 use crate::report::{Outcome, ReportRow, now_rfc3339};
 use crate::stop::Stop;
 
+use super::backlog::{Dispatch, Refill};
 use super::consumer::{Event, RowNote};
 use crate::checkpoint::LinkProgress;
 
@@ -50,6 +51,13 @@ pub(super) fn spawn(
     let events = sink.0.clone();
     let thread_stop = stop.clone();
     let reader = tokio::task::spawn_blocking(move || {
+        let refill = Refill {
+            settings: settings.clone(),
+            loaded: loaded.clone(),
+            stop: thread_stop.clone(),
+            events: events.clone(),
+        };
+        let lanes = Dispatch::new(lanes, refill);
         let reader = Reader {
             settings: &settings,
             loaded: &loaded,
@@ -111,7 +119,7 @@ impl Reader<'_> {
     }
 
     /// Stream records, validate, de-duplicate, skip recorded rows, dispatch.
-    pub(super) fn run(&self, lanes: Vec<mpsc::Sender<Work>>, dry_run: bool, limit: Option<u64>) {
+    pub(super) fn run(&self, mut lanes: Dispatch, dry_run: bool, limit: Option<u64>) {
         let Reader {
             settings,
             loaded,
@@ -181,16 +189,8 @@ impl Reader<'_> {
                         counting = true;
                         self.start_counting();
                     }
-                    let work = Work {
-                        line,
-                        start_step: loaded.steps_done(line),
-                        in_doubt: loaded.is_in_doubt(line),
-                        row,
-                        reference,
-                        failed_before: loaded.failed_before(line).map(str::to_owned),
-                        links: loaded.links(line).cloned(),
-                    };
-                    if lanes[lane].blocking_send(work).is_err() {
+                    let work = work_for_scrubbed(loaded, line, row, reference);
+                    if lanes.send(lane, work).is_err() {
                         return; // the lane stopped: the run is stopping
                     }
                     continue;
@@ -207,7 +207,31 @@ impl Reader<'_> {
     }
 }
 
-type Classified = Result<(usize, Prepared), (Option<usize>, Invalid)>;
+/// A pending row's work, its reference not scrubbed yet.
+pub(super) fn work_for(
+    settings: &Settings,
+    loaded: &Loaded,
+    line: u64,
+    row: Prepared,
+    reference: String,
+) -> Work {
+    let reference = scrub_nonempty(settings, reference);
+    work_for_scrubbed(loaded, line, row, reference)
+}
+
+fn work_for_scrubbed(loaded: &Loaded, line: u64, row: Prepared, reference: String) -> Work {
+    Work {
+        line,
+        start_step: loaded.steps_done(line),
+        in_doubt: loaded.is_in_doubt(line),
+        row,
+        reference,
+        failed_before: loaded.failed_before(line).map(str::to_owned),
+        links: loaded.links(line).cloned(),
+    }
+}
+
+pub(super) type Classified = Result<(usize, Prepared), (Option<usize>, Invalid)>;
 
 /// A row the reader records itself: its lane, its key (for an invalid row, as much of it as
 /// the row gives), its message and outcome.
@@ -263,7 +287,10 @@ fn dry_run_row(
 }
 
 /// Route a record to its vendor and let the adapter validate it.
-fn classify_record(settings: &Settings, fields: Result<crate::row::Fields, Invalid>) -> Classified {
+pub(super) fn classify_record(
+    settings: &Settings,
+    fields: Result<crate::row::Fields, Invalid>,
+) -> Classified {
     let fields = fields.map_err(|i| (None, i))?;
     let lane = if settings.vendors.len() == 1 {
         0

@@ -21,6 +21,7 @@ mod jobfile;
 mod layout;
 mod no_false_outcome;
 mod operator;
+mod pacing;
 mod paths;
 mod resume;
 mod runs_log;

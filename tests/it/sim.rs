@@ -945,3 +945,22 @@ fn bad_seeds_stop_the_start() {
         "stderr: {err}"
     );
 }
+
+/// Under a `--rate-limit`, Auth0's answers carry its budget headers; `--no-budget-headers`
+/// leaves them out of every answer but the 429 (whose reset says when to come back).
+#[tokio::test]
+async fn auth0_budget_headers_can_be_left_out() {
+    for (flags, expect) in [(&[][..], true), (&["--no-budget-headers"][..], false)] {
+        let mut args = vec!["--rate-limit", "auth0=5/5"];
+        args.extend_from_slice(flags);
+        let (sim, _dir) = seeded("s.csv", AUTH0_SEED, &args);
+        let r = auth0_delete(&sim, LINK_12, "sim-token").await;
+        assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            r.headers().contains_key("x-ratelimit-remaining"),
+            expect,
+            "{flags:?}: {:?}",
+            r.headers()
+        );
+    }
+}

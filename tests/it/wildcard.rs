@@ -511,14 +511,16 @@ fn a_halt_during_a_wildcard_row_leaves_it_resumable() {
         seed.push_str(&format!("auth0,auth0|h,facebook,{i}\n"));
     }
     let seed = write(dir.path(), "seed.csv", &seed);
-    // 1 request per second after a burst of 3: the read and two removals pass, then a 429
-    // naming a wait (Retry-After: 1) longer than max_rate_limit_wait.
+    // 1 request per second after a burst of 3, without budget headers (so the client does not
+    // pace itself): the read and two removals pass, then a 429 naming a wait (Retry-After: 1)
+    // longer than max_rate_limit_wait.
     let sim = Sim::start(&[
         "--seed",
         seed.to_str().unwrap(),
         "--rate-limit",
         "auth0=1/3",
         "--retry-after",
+        "--no-budget-headers",
     ]);
     write(
         dir.path(),
@@ -687,6 +689,7 @@ fn a_resume_finishes_the_second_step_of_the_link_it_stopped_in() {
         "--rate-limit",
         "auth0=1/2",
         "--retry-after",
+        "--no-budget-headers",
     ]);
     write(
         dir.path(),

@@ -198,6 +198,7 @@ impl Vendor for Auth0 {
     const NAME: &'static str = "auth0";
     const OWNER_LEN: usize = 1;
     type Call = Call;
+    const BUDGET_HEADERS: bool = true;
 
     fn owns(&self, path: &str) -> bool {
         path.starts_with("/api/v2/") || path == TOKEN_PATH

@@ -1,11 +1,18 @@
 //! Faults on demand: the server-side rate limit and the random errors, drops and slow answers.
 //!
+//! The rate limit is a token bucket per vendor, which can announce itself the way Auth0 does
+//! (`x-ratelimit-*` on every answer, [`Bucket::budget`]), be drained by simulated production
+//! traffic (`--background VENDOR=RATE`, [`Bucket::take_background`]) and keeps a sampled series of
+//! its tokens ([`Bucket::sample`]) for `/_sim/counters`, so header-synced pacing can be shown.
+//!
 //! The runner's pacing, retry and halting logic is only believable if it is tested against a
 //! server that misbehaves the way vendors do. The dice are seeded (`--fault-seed`) so a run with
 //! one client in sequence can be reproduced exactly.
 
+use std::collections::VecDeque;
 use std::str::FromStr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::rngs::StdRng;
@@ -56,6 +63,63 @@ impl FromStr for RateLimit {
     }
 }
 
+/// `--background VENDOR=RATE`: simulated production traffic taking that vendor's tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Background {
+    pub vendor: String,
+    /// Requests per second taken from the vendor's bucket.
+    pub rate: f64,
+}
+
+impl FromStr for Background {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (vendor, rate) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}`: expected VENDOR=RATE, e.g. auth0=20"))?;
+        let rate: f64 = rate
+            .trim()
+            .parse()
+            .ok()
+            .filter(|r: &f64| r.is_finite() && *r > 0.0 && *r <= 100_000.0)
+            .ok_or_else(|| format!("`{s}`: RATE must be a number above 0, at most 100000"))?;
+        Ok(Background {
+            vendor: vendor.trim().to_string(),
+            rate,
+        })
+    }
+}
+
+/// What the bucket announces on an answer (Auth0's budget headers).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Budget {
+    /// The bucket size (`x-ratelimit-limit`).
+    pub(crate) limit: u32,
+    /// Whole tokens left (`x-ratelimit-remaining`).
+    pub(crate) remaining: u32,
+    /// Until the bucket is full again.
+    pub(crate) until_full: Duration,
+}
+
+impl Budget {
+    /// When the bucket will be full again, in UNIX seconds, rounded up (`x-ratelimit-reset`).
+    pub(crate) fn reset_epoch(&self) -> u64 {
+        epoch_ceil(self.until_full)
+    }
+}
+
+fn epoch_ceil(after: Duration) -> u64 {
+    let at = SystemTime::now() + after;
+    let since = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    since.as_secs_f64().ceil() as u64
+}
+
+/// Samples of a bucket's tokens kept for `/_sim/counters` (10 minutes at 100 ms).
+pub(crate) const MAX_SAMPLES: usize = 6000;
+
 /// Why a request was refused by the bucket: what the vendor's rate-limit answer reports.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Limited {
@@ -70,11 +134,7 @@ pub(crate) struct Limited {
 impl Limited {
     /// When the bucket will have a token, in UNIX seconds, rounded up (Auth0 `x-ratelimit-reset`).
     pub(crate) fn reset_epoch(&self) -> u64 {
-        let at = SystemTime::now() + self.wait;
-        let since = at
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        since.as_secs_f64().ceil() as u64
+        epoch_ceil(self.wait)
     }
 
     /// `Retry-After` seconds, rounded up (never 0 while limited).
@@ -89,7 +149,14 @@ pub(crate) struct Bucket {
     rate: f64,
     burst: f64,
     retry_after: bool,
+    /// Answers carry the vendor's budget headers (unless `--no-budget-headers`).
+    pub(crate) headers: bool,
     state: Mutex<(f64, Instant)>,
+    /// Tokens taken and refused by `--background` traffic.
+    pub(crate) background_taken: AtomicU64,
+    pub(crate) background_refused: AtomicU64,
+    /// `(ms since start, tokens)`, oldest first, at most [`MAX_SAMPLES`].
+    samples: Mutex<VecDeque<(f64, f64)>>,
 }
 
 impl Bucket {
@@ -98,8 +165,64 @@ impl Bucket {
             rate: limit.rate,
             burst: f64::from(limit.burst),
             retry_after,
+            headers: true,
             state: Mutex::new((f64::from(limit.burst), Instant::now())),
+            background_taken: AtomicU64::new(0),
+            background_refused: AtomicU64::new(0),
+            samples: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Tokens now (fractional), after refilling.
+    fn tokens_at(&self, now: Instant) -> f64 {
+        let (tokens, last) = *lock(&self.state);
+        let elapsed = now.saturating_duration_since(last).as_secs_f64();
+        (tokens + elapsed * self.rate).min(self.burst)
+    }
+
+    /// What the bucket announces now: its size, whole tokens left, time until it is full.
+    pub(crate) fn budget(&self) -> Budget {
+        let tokens = self.tokens_at(Instant::now());
+        Budget {
+            limit: self.burst as u32,
+            remaining: tokens.floor().max(0.0) as u32,
+            until_full: Duration::from_secs_f64(((self.burst - tokens) / self.rate).max(0.0)),
+        }
+    }
+
+    /// One request of `--background` traffic: a token if there is one (counted either way).
+    pub(crate) fn take_background(&self) {
+        let counter = match self.take() {
+            Ok(()) => &self.background_taken,
+            Err(_) => &self.background_refused,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Record the tokens now, `at_ms` after the simulator started.
+    pub(crate) fn sample(&self, at_ms: f64) {
+        let tokens = self.tokens_at(Instant::now());
+        let mut samples = lock(&self.samples);
+        if samples.len() == MAX_SAMPLES {
+            samples.pop_front();
+        }
+        samples.push_back((at_ms, tokens));
+    }
+
+    /// The bucket for `/_sim/counters`: size, rate, tokens now, background counts and samples.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        let samples: Vec<[f64; 2]> = lock(&self.samples)
+            .iter()
+            .map(|&(at, tokens)| [at.round(), (tokens * 100.0).round() / 100.0])
+            .collect();
+        serde_json::json!({
+            "limit": self.burst,
+            "rate": self.rate,
+            "remaining": self.tokens_at(Instant::now()).floor(),
+            "background_taken": self.background_taken.load(Ordering::Relaxed),
+            "background_refused": self.background_refused.load(Ordering::Relaxed),
+            "samples": samples,
+        })
     }
 
     /// Take a token, or say how long until one is there (nothing is taken then).
@@ -196,6 +319,30 @@ mod tests {
         assert!(bucket.take_at(later).is_ok());
         assert!(bucket.take_at(later).is_ok());
         assert!(bucket.take_at(later).is_err());
+    }
+
+    #[test]
+    fn budget_announces_tokens_and_time_to_full() {
+        let bucket = Bucket::new(&"x=10/10".parse().unwrap(), false);
+        let full = bucket.budget();
+        assert_eq!((full.limit, full.remaining), (10, 10));
+        assert_eq!(full.until_full, Duration::ZERO);
+        for _ in 0..4 {
+            bucket.take().unwrap();
+        }
+        let b = bucket.budget();
+        assert_eq!(b.remaining, 6);
+        assert!(b.until_full <= Duration::from_millis(400), "{b:?}");
+        assert!(b.until_full >= Duration::from_millis(390), "{b:?}");
+        bucket.take_background();
+        assert_eq!(bucket.background_taken.load(Ordering::Relaxed), 1);
+        bucket.sample(100.0);
+        let json = bucket.to_json();
+        assert_eq!(json["limit"], 10.0);
+        assert_eq!(json["samples"].as_array().unwrap().len(), 1);
+        assert!("auth0=20".parse::<Background>().is_ok());
+        assert!("auth0".parse::<Background>().is_err());
+        assert!("auth0=0".parse::<Background>().is_err());
     }
 
     #[test]

@@ -16,7 +16,10 @@
 //!
 //! Introspection, under `/_sim/`: `GET /_sim/counters[?keys=false]`, `GET /_sim/log` (the last
 //! 10,000 vendor requests), `GET /_sim/links?vendor=NAME` (keys currently linked) and
-//! `POST /_sim/reset-counters` (counters and per-key counters; the log and links stay).
+//! `POST /_sim/reset-counters` (counters and per-key counters; the log and links stay). With a
+//! `--rate-limit`, `/_sim/counters` also shows each bucket under `buckets.VENDOR`: its `limit`,
+//! `rate`, `remaining` tokens, what `--background` traffic took and was refused, and `samples`,
+//! `[ms since start, tokens]` every 100 ms (the last 10 minutes).
 
 mod auth0;
 mod conn;
@@ -49,7 +52,7 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use auth0::Auth0Options;
-use faults::RateLimit;
+use faults::{Background, RateLimit};
 use firebase::FirebaseOptions;
 use fusionauth::FusionAuthOptions;
 use gigya::GigyaOptions;
@@ -189,9 +192,17 @@ pub(crate) struct FaultOptions {
     /// BURST defaults to max(1, RATE); repeatable
     #[arg(long = "rate-limit", value_name = "VENDOR=RATE[/BURST]")]
     pub rate_limits: Vec<RateLimit>,
+    /// Other clients' traffic (production logins) taking RATE requests per second from that
+    /// vendor's --rate-limit bucket, evenly spaced; repeatable
+    #[arg(long = "background", value_name = "VENDOR=RATE")]
+    pub background: Vec<Background>,
     /// HTTP 429 rate-limit answers also carry Retry-After (seconds, rounded up)
     #[arg(long)]
     pub retry_after: bool,
+    /// Send no budget headers (Auth0 `x-ratelimit-*`) under a --rate-limit: a client then learns
+    /// the limit only from rate-limit answers
+    #[arg(long)]
+    pub no_budget_headers: bool,
     /// Share of vendor calls answered 503 (Gigya: errorCode 500001) without any change
     #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = share_arg)]
     pub error_rate: f64,
@@ -218,7 +229,9 @@ impl Default for FaultOptions {
         FaultOptions {
             latency: Duration::ZERO,
             rate_limits: Vec::new(),
+            background: Vec::new(),
             retry_after: false,
+            no_budget_headers: false,
             error_rate: 0.0,
             drop_rate: 0.0,
             slow_rate: 0.0,
@@ -289,6 +302,8 @@ struct Slot {
     endpoint: Box<dyn Endpoint>,
     store: Store,
     bucket: Option<Bucket>,
+    /// `--background` requests per second taken from `bucket`.
+    background: Option<f64>,
 }
 
 struct Inner {
@@ -332,6 +347,7 @@ impl Sim {
             .map(|endpoint| Slot {
                 store: Store::new(config.links.all_linked, endpoint.owner_len()),
                 bucket: None,
+                background: None,
                 endpoint,
             })
             .collect();
@@ -344,7 +360,9 @@ impl Sim {
                     limit.vendor
                 );
             };
-            slot.bucket = Some(Bucket::new(limit, faults.retry_after));
+            let mut bucket = Bucket::new(limit, faults.retry_after);
+            bucket.headers = !faults.no_budget_headers;
+            slot.bucket = Some(bucket);
         }
         for fail in &faults.fail_keys {
             let (vendor, key) = fail.split_once('=').unwrap_or((fail, ""));
@@ -355,6 +373,21 @@ impl Sim {
                 bail!("--fail-key {fail}: expected VENDOR=KEY (the key is empty)");
             }
             slot.store.fail_key(key.to_string());
+        }
+        for bg in &faults.background {
+            let Some(slot) = slots.iter_mut().find(|s| s.endpoint.name() == bg.vendor) else {
+                bail!(
+                    "--background {}: unknown vendor (one of: {known})",
+                    bg.vendor
+                );
+            };
+            if slot.bucket.is_none() {
+                bail!(
+                    "--background {0}: needs a server-side limit to consume (--rate-limit {0}=RATE[/BURST])",
+                    bg.vendor
+                );
+            }
+            slot.background = Some(bg.rate);
         }
         let default_vendor = config.links.seed_vendor.as_deref();
         if let Some(v) = default_vendor
@@ -394,6 +427,7 @@ impl Sim {
 
     /// Serve on `listener` until the task is dropped.
     pub(crate) async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
+        let _tasks = self.start_buckets();
         let app = Router::new()
             .route("/_sim/counters", get(counters))
             .route("/_sim/log", get(log))
@@ -407,6 +441,57 @@ impl Sim {
         )
         .await
         .context("the simulator's server failed")
+    }
+}
+
+impl Sim {
+    /// The `--background` traffic and the bucket sampler, stopped when the guard is dropped.
+    fn start_buckets(&self) -> AbortOnDrop {
+        let mut tasks = Vec::new();
+        for (i, slot) in self.inner.slots.iter().enumerate() {
+            if slot.bucket.is_none() {
+                continue;
+            }
+            let sim = self.inner.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(SAMPLE_EVERY);
+                loop {
+                    tick.tick().await;
+                    let at_ms = sim.started.elapsed().as_secs_f64() * 1000.0;
+                    if let Some(b) = &sim.slots[i].bucket {
+                        b.sample(at_ms);
+                    }
+                }
+            }));
+            if let Some(rate) = slot.background {
+                let sim = self.inner.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                    loop {
+                        tick.tick().await;
+                        if let Some(b) = &sim.slots[i].bucket {
+                            b.take_background();
+                        }
+                    }
+                }));
+            }
+        }
+        AbortOnDrop(tasks)
+    }
+}
+
+/// How often a bucket's tokens are sampled for `/_sim/counters`.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// Background tasks that end with the server.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
     }
 }
 
@@ -492,6 +577,14 @@ async fn counters(
         keys.insert(name, slot.store.keys_json());
     }
     let mut body = json!({"vendors": vendors});
+    let buckets: serde_json::Map<String, Value> = sim
+        .slots
+        .iter()
+        .filter_map(|s| Some((s.endpoint.name().to_string(), s.bucket.as_ref()?.to_json())))
+        .collect();
+    if !buckets.is_empty() {
+        body["buckets"] = Value::Object(buckets);
+    }
     if query.get("keys").map(String::as_str) != Some("false") {
         body["keys"] = Value::Object(keys);
     }
@@ -583,6 +676,13 @@ mod tests {
         );
         let mut config = SimConfig::default();
         config.links.seed_vendor = Some("okta".into());
+        assert!(Sim::new(config).is_err());
+        let mut config = SimConfig::default();
+        config.faults.background = vec!["auth0=20".parse().unwrap()];
+        let err = Sim::new(config).err().unwrap().to_string();
+        assert!(err.contains("needs a server-side limit"), "{err}");
+        config = SimConfig::default();
+        config.faults.background = vec!["okta=20".parse().unwrap()];
         assert!(Sim::new(config).is_err());
     }
 }

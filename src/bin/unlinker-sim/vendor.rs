@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 
-use super::faults::{Bucket, Dice, Limited};
+use super::faults::{Bucket, Budget, Dice, Limited};
 use super::state::{Counters, Link, Op, OpKind, Store};
 
 /// One received vendor request, with the path and query exactly as they came.
@@ -138,6 +138,26 @@ impl Answer {
         self
     }
 
+    /// Auth0's budget headers (`x-ratelimit-limit/remaining/reset`, the reset in epoch
+    /// seconds), unless the answer carries them already (a rate-limit answer's own).
+    pub(crate) fn budget(self, budget: &Budget) -> Self {
+        if self.headers.contains_key("x-ratelimit-remaining") {
+            return self;
+        }
+        self.header(
+            HeaderName::from_static("x-ratelimit-limit"),
+            budget.limit.to_string(),
+        )
+        .header(
+            HeaderName::from_static("x-ratelimit-remaining"),
+            budget.remaining.to_string(),
+        )
+        .header(
+            HeaderName::from_static("x-ratelimit-reset"),
+            budget.reset_epoch().to_string(),
+        )
+    }
+
     /// Adds `Retry-After` when the limit is configured to send it.
     pub(crate) fn retry_after(self, limited: &Limited) -> Self {
         if limited.retry_after {
@@ -163,6 +183,8 @@ pub(crate) trait Vendor: Send + Sync + 'static {
     const OWNER_LEN: usize;
     /// The vendor's parsed request, handed from [`Vendor::parse`] to [`Vendor::answer`].
     type Call: Send;
+    /// Whether every answer carries the rate limit's budget headers (Auth0), when one is set.
+    const BUDGET_HEADERS: bool = false;
 
     /// Whether `path` (raw) belongs to this vendor. Vendors' paths never overlap.
     fn owns(&self, path: &str) -> bool;
@@ -240,35 +262,52 @@ impl<V: Vendor> Endpoint for V {
         bucket: Option<&Bucket>,
         dice: &Dice,
     ) -> (Answer, Fate) {
-        let counters = &store.counters;
-        let (op, call) = self.parse(req);
-        store.record(&op);
-        if let Some(Err(limited)) = bucket.map(Bucket::take) {
-            Counters::bump(&counters.rate_limited);
-            return (self.rate_limited(req, &limited), Fate::Send);
+        let (answer, fate) = answer_with_faults(self, req, store, bucket, dice);
+        match bucket {
+            Some(bucket) if V::BUDGET_HEADERS && bucket.headers => {
+                (answer.budget(&bucket.budget()), fate)
+            }
+            _ => (answer, fate),
         }
-        if dice.roll(dice.error) {
-            Counters::bump(&counters.errors);
-            return (self.unavailable(req), Fate::Send);
-        }
-        if op.kind == OpKind::Unlink && store.fails(op.key.as_deref()) {
-            return (self.refused(req), Fate::Send);
-        }
-        let answer = self.answer(call, req, store);
-        if answer.unauthorized {
-            Counters::bump(&counters.unauthorized);
-        }
-        let fate = if dice.roll(dice.drop) {
-            Counters::bump(&counters.dropped);
-            Fate::Drop
-        } else if dice.roll(dice.slow) {
-            Counters::bump(&counters.slow);
-            Fate::Slow
-        } else {
-            Fate::Send
-        };
-        (answer, fate)
     }
+}
+
+/// Count → rate limit → injected error → the vendor's answer → drop or slow.
+fn answer_with_faults<V: Vendor>(
+    vendor: &V,
+    req: &Request,
+    store: &Store,
+    bucket: Option<&Bucket>,
+    dice: &Dice,
+) -> (Answer, Fate) {
+    let counters = &store.counters;
+    let (op, call) = vendor.parse(req);
+    store.record(&op);
+    if let Some(Err(limited)) = bucket.map(Bucket::take) {
+        Counters::bump(&counters.rate_limited);
+        return (vendor.rate_limited(req, &limited), Fate::Send);
+    }
+    if dice.roll(dice.error) {
+        Counters::bump(&counters.errors);
+        return (vendor.unavailable(req), Fate::Send);
+    }
+    if op.kind == OpKind::Unlink && store.fails(op.key.as_deref()) {
+        return (vendor.refused(req), Fate::Send);
+    }
+    let answer = vendor.answer(call, req, store);
+    if answer.unauthorized {
+        Counters::bump(&counters.unauthorized);
+    }
+    let fate = if dice.roll(dice.drop) {
+        Counters::bump(&counters.dropped);
+        Fate::Drop
+    } else if dice.roll(dice.slow) {
+        Counters::bump(&counters.slow);
+        Fate::Slow
+    } else {
+        Fate::Send
+    };
+    (answer, fate)
 }
 
 #[cfg(test)]
