@@ -40,6 +40,8 @@ use crate::stop::Stop;
 use super::consumer::Event;
 use super::reader::{Work, classify_record, work_for};
 
+/// A single lane's full queue is waited on until 1/this of it is free.
+const ROOM_BATCH_DIVISOR: usize = 16;
 /// How long the reader waits for room in a full queue before it looks at the other lanes again.
 const ROOM_WAIT: Duration = Duration::from_millis(10);
 /// A lane whose full queue has not taken one row in this long is stalled (paused by a rate
@@ -89,8 +91,23 @@ impl Dispatch {
             return backlog.push(work.line, &self.ctx);
         }
         if self.lanes.len() == 1 {
-            // One vendor: nobody to hold up, waiting for room is all there is.
-            return self.lanes[0].blocking_send(work).map_err(|_| Stopped);
+            // One vendor: nobody to hold up, waiting for room is all there is. A full queue is
+            // waited on until a batch of rows fits (the slots are only waited for, and handed
+            // back at once): waiting for one slot at a time woke this thread for every row the
+            // lane took, a futex wake and a context switch a row.
+            let tx = &self.lanes[0];
+            return match tx.try_send(work) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Closed(_)) => Err(Stopped),
+                Err(TrySendError::Full(work)) => {
+                    let batch = (tx.max_capacity() / ROOM_BATCH_DIVISOR).max(1);
+                    match self.runtime.block_on(tx.reserve_many(batch)) {
+                        Ok(permits) => drop(permits),
+                        Err(_) => return Err(Stopped),
+                    }
+                    tx.blocking_send(work).map_err(|_| Stopped)
+                }
+            };
         }
         let waiting = std::time::Instant::now();
         loop {

@@ -186,6 +186,18 @@ impl<'a> Consumer<'a> {
                     continue;
                 }
             }
+            // Let the other tasks that are ready run first, and take what they sent too: one
+            // group commit (a write each for the report and the journal) for all of it. Handled
+            // at once, a batch held about four events.
+            if batch.len() < MAX_BATCH {
+                tokio::task::yield_now().await;
+                while batch.len() < MAX_BATCH {
+                    match events.try_recv() {
+                        Ok(event) => batch.push(event),
+                        Err(_) => break,
+                    }
+                }
+            }
             for event in batch.drain(..) {
                 self.handle(event)?;
             }
