@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The unlinker benchmark suite, in one command:
 #
-#   bash bench/run.sh            # full: 3 runs per figure (about 15-20 min on 2 cores)
+#   bash bench/run.sh            # full: 3 runs per figure (about 14 min on 2 cores)
 #   bash bench/run.sh --quick    # smoke test: 1 run per figure, shorter scenarios (about 4 min)
 #   bash bench/run.sh --runs 5 --only rate,overhead   # any of: rate recovery latency overhead
 #                                                     # versus memory resume validate shared
