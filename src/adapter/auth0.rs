@@ -635,40 +635,8 @@ impl Adapter for Auth0 {
     }
 
     fn parse_token(&self, answer: &WireAnswer) -> Result<(String, Duration), String> {
-        let Some(body) = answer.parse_json().filter(|b| b.is_object()) else {
-            return Err(format!(
-                "token endpoint answered HTTP {} with a body that is not JSON: {} \
-                 (check base_url / domain)",
-                answer.status,
-                answer.text_snippet()
-            ));
-        };
-        if answer.status != 200 {
-            let why = body
-                .get("error_description")
-                .or_else(|| body.get("error"))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-                .unwrap_or_else(|| answer.text_snippet());
-            return Err(format!(
-                "token endpoint answered HTTP {}: {why}",
-                answer.status
-            ));
-        }
-        let token = body
-            .get("access_token")
-            .and_then(|v| v.as_str())
-            .filter(|t| !t.is_empty())
-            .ok_or("token answer has no access_token")?;
-        let lifetime = match body.get("expires_in") {
-            None | Some(serde_json::Value::Null) => DEFAULT_TOKEN_LIFETIME,
-            Some(v) => v
-                .as_u64()
-                .filter(|&secs| secs > 0)
-                .map(|secs| Duration::from_secs(secs).min(MAX_TOKEN_LIFETIME))
-                .ok_or("token answer's expires_in is not a positive number of seconds")?,
-        };
-        Ok((token.to_string(), lifetime))
+        let hint = "check base_url / domain";
+        super::wire::parse_oauth_token(answer, hint, DEFAULT_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME)
     }
 }
 

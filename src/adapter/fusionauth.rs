@@ -132,7 +132,12 @@ impl FusionAuth {
             encode(p.get("identity_provider_user_id")),
             encode(p.get("user_id")),
         );
-        let req = WireRequest::new(method, url).header("Authorization", self.api_key.clone());
+        self.authorised(WireRequest::new(method, url))
+    }
+
+    /// `req` with the API key, and the tenant when one is configured.
+    fn authorised(&self, req: WireRequest) -> WireRequest {
+        let req = req.header("Authorization", self.api_key.clone());
         match &self.tenant_id {
             Some(tenant) => req.header("X-FusionAuth-TenantId", tenant.clone()),
             None => req,
@@ -151,11 +156,7 @@ impl FusionAuth {
             url.push_str("&identityProviderId=");
             url.push_str(&encode(idp));
         }
-        let req = WireRequest::new(Method::GET, url).header("Authorization", self.api_key.clone());
-        match &self.tenant_id {
-            Some(tenant) => req.header("X-FusionAuth-TenantId", tenant.clone()),
-            None => req,
-        }
+        self.authorised(WireRequest::new(Method::GET, url))
     }
 
     /// Classify a non-200 answer to the link API. Only FusionAuth's own shapes lead to an

@@ -264,6 +264,52 @@ fn positive(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
 
+/// An OAuth 2.0 token endpoint's answer (RFC 6749 section 5): 200 with a JSON object holding a
+/// non-empty `access_token` and an optional positive `expires_in` (seconds; absent: `default`,
+/// believed up to `max`); any other answer is the error, quoting `error_description` or `error`.
+/// `hint` says what to check when the answer is not JSON at all.
+pub(crate) fn parse_oauth_token(
+    answer: &WireAnswer,
+    hint: &str,
+    default: Duration,
+    max: Duration,
+) -> Result<(String, Duration), String> {
+    use serde_json::Value;
+    let Some(body) = answer.parse_json().filter(Value::is_object) else {
+        return Err(format!(
+            "token endpoint answered HTTP {} with a body that is not JSON: {} ({hint})",
+            answer.status,
+            answer.text_snippet()
+        ));
+    };
+    if answer.status != 200 {
+        let why = body
+            .get("error_description")
+            .or_else(|| body.get("error"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| answer.text_snippet());
+        return Err(format!(
+            "token endpoint answered HTTP {}: {why}",
+            answer.status
+        ));
+    }
+    let token = body
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or("token answer has no access_token")?;
+    let lifetime = match body.get("expires_in") {
+        None | Some(Value::Null) => default,
+        Some(v) => v
+            .as_u64()
+            .filter(|&secs| secs > 0)
+            .map(|secs| Duration::from_secs(secs).min(max))
+            .ok_or("token answer's expires_in is not a positive number of seconds")?,
+    };
+    Ok((token.to_string(), lifetime))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
